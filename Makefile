@@ -1,0 +1,50 @@
+# egoadapt: `make install` then `make test`. Everything the project needs is installed here.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.egoadapt-installed
+# A CUDA machine (nvidia-smi present) gets the GPU extras and none of the CPU fixes.
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 1)
+EXTRAS := $(if $(HAS_GPU),gpu,cpu),dev
+
+export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
+
+.PHONY: install test test-unit test-integration demo bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml launch/cpu/apply_workarounds.py launch/cpu/torchvision_ops_shim.py
+	@command -v ffmpeg >/dev/null || { echo "installing ffmpeg"; (apt-get update -qq && apt-get install -y -qq ffmpeg) >/dev/null || sudo apt-get install -y -qq ffmpeg; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+ifeq ($(HAS_GPU),)
+	$(BIN)/pip install -q torch==2.13.0
+endif
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+ifeq ($(HAS_GPU),)
+	$(BIN)/python launch/cpu/apply_workarounds.py
+endif
+	$(BIN)/python -c "import transformers, trl, vllm, egoadapt; print('egoadapt', egoadapt.__version__, '| transformers', transformers.__version__, '| trl', trl.__version__, '| vllm', vllm.__version__)"
+	touch $@
+
+test: install
+	$(BIN)/pytest tests -q
+
+test-unit: install
+	$(BIN)/pytest tests -q -m "not integration and not server"
+
+test-integration: install
+	$(BIN)/pytest tests -q -m "integration or server"
+
+demo: install
+	$(BIN)/egoadapt demo
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+lint: install
+	$(BIN)/ruff check egoadapt tests benchmarks
+
+clean:
+	rm -rf $(VENV) .cache build *.egg-info

@@ -1,0 +1,95 @@
+"""`egoadapt <command> [subcommand] key=value ...`: one Hydra config per command.
+
+Each command is a function `main(cfg: DictConfig)` in the module that does the work and
+a primary config `conf/<config>.yaml` composed with the user's Hydra overrides
+(`key=value`, `group=option`, `+new.key=value`). Add a command by adding a row below.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+# command words -> (module:function, primary config name, one-line help)
+COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
+    ("model", "tiny"): ("egoadapt.models.tiny:main", "model_tiny",
+                        "build a tiny random Qwen2.5-VL (size=micro|small out=DIR)"),
+    ("data", "synth"): ("egoadapt.data.synthetic:main", "data_synth",
+                        "render a synthetic EgoCross-format data set (out=DIR seed=N)"),
+    ("data", "validate"): ("egoadapt.data.validate:main", "data_validate",
+                           "check annotations: counts and every problem (data.annotations=FILE [data.root=DIR])"),
+    ("data", "split"): ("egoadapt.data.split:main", "data_split",
+                        "write a train/test manifest (split.protocol=paper_70_30|lodo|support out=FILE)"),
+}
+
+
+class UsageError(SystemExit):
+    def __init__(self, msg: str):
+        super().__init__(f"egoadapt: {msg}\nRun `egoadapt --help` for the commands.")
+
+
+def usage() -> str:
+    width = max(len(" ".join(words)) for words in COMMANDS)
+    rows = [f"  {' '.join(words):<{width}}  {help_}" for words, (_, _, help_) in COMMANDS.items()]
+    return (
+        "usage: egoadapt <command> [key=value ...]\n\n"
+        "Adapt video multimodal LLMs to egocentric domains (SFT, GRPO, evaluation).\n"
+        "Arguments are Hydra overrides; `egoadapt <command> --cfg` prints the composed config.\n\n"
+        "commands:\n" + "\n".join(rows) + "\n"
+    )
+
+
+def split_command(argv: list[str]) -> tuple[tuple[str, ...], list[str]]:
+    words = []
+    for arg in argv:
+        if "=" in arg or arg.startswith("-"):
+            break
+        words.append(arg)
+        if tuple(words) in COMMANDS:
+            return tuple(words), argv[len(words):]
+    known = sorted({w[0] for w in COMMANDS})
+    raise UsageError(f"unknown command {' '.join(words) or '(none)'!r}; known: {', '.join(known)}")
+
+
+def compose(config_name: str, overrides: list[str]) -> DictConfig:
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        try:
+            return hydra_compose(config_name=config_name, overrides=overrides)
+        except HydraException as e:
+            raise UsageError(str(e)) from None
+
+
+def load_function(target: str):
+    module, fn = target.split(":")
+    return getattr(importlib.import_module(module), fn)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    words, rest = split_command(argv)
+    target, config_name, help_ = COMMANDS[words]
+    if "-h" in rest or "--help" in rest:
+        print(f"egoadapt {' '.join(words)}: {help_}\n\ndefaults (override with key=value):\n")
+        print(OmegaConf.to_yaml(compose(config_name, [])))
+        return 0
+    show = "--cfg" in rest
+    cfg = compose(config_name, [a for a in rest if a != "--cfg"])
+    if show:
+        print(OmegaConf.to_yaml(cfg))
+        return 0
+    result = load_function(target)(cfg)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The one record every stage reads: a question over a clip, whatever file it came from."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+LETTERS = "ABCDEFGH"
+
+# Primary categories of EgoCross (the four task families).
+CATEGORIES = ("Identification", "Localization", "Counting", "Prediction")
+
+# Real EgoCross source datasets -> domain. Synthetic datasets carry their domain themselves.
+DATASET_DOMAINS = {
+    "CholecTrack20": "surgery",
+    "EgoSurgery": "surgery",
+    "ENIGMA": "industry",
+    "ExtrameSportFPV": "extreme_sports",  # sic: spelled so in the release
+    "EgoPet": "animal",
+}
+
+
+@dataclass(frozen=True)
+class FrameSource:
+    """Where a sample's pixels come from: a list of frame files or a span of a video file.
+
+    `fps` is the sampling rate of `frames` (frame lists) or the rate to sample `video`
+    at (videos). Times are seconds from the start of the video file.
+    """
+
+    frames: tuple[str, ...] = ()
+    video: str | None = None
+    start: float | None = None
+    end: float | None = None
+    fps: float = 1.0
+
+    @property
+    def kind(self) -> str:
+        return "video" if self.video else "frames"
+
+    def key(self) -> str:
+        """A stable identity for caching (paths, span, fps)."""
+        if self.video:
+            return f"video:{self.video}:{self.start}:{self.end}:{self.fps}"
+        return f"frames:{self.fps}:" + "|".join(self.frames)
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str
+    question: str
+    frame_source: FrameSource
+    options: tuple[str, ...] = ()  # option texts without the "A: " prefix; empty = OpenQA only
+    question_id: str = ""
+    dataset: str = ""
+    domain: str = ""
+    category: str = ""  # primary category
+    question_type: str = ""
+    answer_letter: str | None = None  # None when answers are unknown (e.g. test bed without answers)
+    answer_text: str | None = None
+    detailed_answer: str | None = None
+    original_fps: float | None = None
+    group: str = ""  # source video: samples sharing it must sit on the same side of a split
+    meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def has_answer(self) -> bool:
+        return self.answer_letter is not None or self.answer_text is not None
+
+    @property
+    def lettered_options(self) -> list[str]:
+        return [f"{LETTERS[i]}: {text}" for i, text in enumerate(self.options)]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["frame_source"]["frames"] = list(self.frame_source.frames)
+        d["options"] = list(self.options)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Sample":
+        d = dict(d)
+        fs = dict(d.pop("frame_source"))
+        fs["frames"] = tuple(fs.get("frames", ()))
+        d["options"] = tuple(d.get("options", ()))
+        return cls(frame_source=FrameSource(**fs), **d)

