@@ -13,6 +13,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+RECIPE = "@recipe"  # config name of commands whose primary config is a recipe (recipe=NAME)
 
 # command words -> (module:function, primary config name, one-line help)
 COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
@@ -24,6 +26,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
                            "check annotations: counts and every problem (data.annotations=FILE [data.root=DIR])"),
     ("data", "split"): ("egoadapt.data.split:main", "data_split",
                         "write a train/test manifest (split.protocol=paper_70_30|lodo|support out=FILE)"),
+    ("train",): ("egoadapt.train.run:main", RECIPE,
+                 "SFT or GRPO from a recipe (recipe=NAME out=DIR key=value ...; -m for sweeps)"),
+    ("score",): ("egoadapt.eval.score:main", "score",
+                 "score a predictions JSONL (predictions=FILE data.annotations=FILE mode=official|training out=DIR)"),
 }
 
 
@@ -66,6 +72,40 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
             raise UsageError(str(e)) from None
 
 
+def recipes() -> list[str]:
+    return sorted(str(p.relative_to(RECIPES_DIR).with_suffix("")) for p in RECIPES_DIR.rglob("*.yaml"))
+
+
+def run_recipe(target: str, rest: list[str]) -> int:
+    """Hand over to Hydra's own entry point: run folders, `-m` sweeps and .hydra/ records as
+    Hydra users know them. The recipe is the primary config; conf/ holds the groups."""
+    import hydra
+
+    name = next((a.split("=", 1)[1] for a in rest if a.startswith("recipe=")), None)
+    if not name:
+        raise UsageError("recipe=NAME is required; recipes: " + ", ".join(recipes()))
+    if not (RECIPES_DIR / f"{name}.yaml").is_file():
+        close = [r for r in recipes() if name.split("/")[-1] in r]
+        raise UsageError(f"unknown recipe {name!r}" + (f" (did you mean {close[0]}?)" if close else "")
+                         + "; recipes: " + ", ".join(recipes()))
+    # any TRL config field may be set as trainer.<field>=...: force-add it (`++`), and let
+    # egoadapt.train.run check the name against TRL's config class (with a did-you-mean)
+    overrides = [f"++{a}" if a.startswith("trainer.") else a for a in rest if not a.startswith("recipe=")]
+    fn = load_function(target)
+    result = {}
+
+    def task(cfg):
+        result["rc"] = fn(cfg)
+
+    argv = sys.argv
+    sys.argv = ["egoadapt", f"hydra.searchpath=[file://{CONF_DIR}]", *overrides]
+    try:
+        hydra.main(config_path=str(RECIPES_DIR), config_name=name, version_base="1.3")(task)()
+    finally:
+        sys.argv = argv
+    return int(result.get("rc") or 0)
+
+
 def load_function(target: str):
     module, fn = target.split(":")
     return getattr(importlib.import_module(module), fn)
@@ -78,6 +118,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     words, rest = split_command(argv)
     target, config_name, help_ = COMMANDS[words]
+    if config_name == RECIPE and not ({"-h", "--help"} & set(rest)):
+        return run_recipe(target, rest)
+    if config_name == RECIPE:
+        print(f"egoadapt {' '.join(words)}: {help_}\n\nrecipes:\n  " + "\n  ".join(recipes()))
+        print("\nshow a recipe's composed config: egoadapt train recipe=NAME out=DIR --cfg job")
+        return 0
     if "-h" in rest or "--help" in rest:
         print(f"egoadapt {' '.join(words)}: {help_}\n\ndefaults (override with key=value):\n")
         print(OmegaConf.to_yaml(compose(config_name, [])))

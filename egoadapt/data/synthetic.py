@@ -30,6 +30,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
+from egoadapt.data.mp4 import write_mp4
 from egoadapt.data.schema import LETTERS
 
 REGIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
@@ -326,25 +327,6 @@ def generate(cfg: SynthConfig, progress: bool = True) -> Path:
     write_text(out / "videos.jsonl", "".join(json.dumps(r) + "\n" for r in video_rows))
     write_json(out / "synth.json", {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()})
     return out
-
-
-def write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> None:
-    import av
-    from fractions import Fraction
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.mp4")
-    with av.open(str(tmp), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv444p"  # no chroma subsampling: small frames keep their colors
-        stream.options = {"crf": "12", "preset": "veryfast", "threads": "1"}
-        for img in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    tmp.replace(path)
 
 
 def write_text(path: Path, text: str) -> None:

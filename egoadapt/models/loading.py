@@ -1,0 +1,101 @@
+"""Load a Qwen2.5-VL-family checkpoint (hub id or local folder) for training or evaluation.
+
+Config (`conf/model/*.yaml`): path, dtype (auto|bfloat16|float16|float32), attn_implementation
+(auto|sdpa|eager|flash_attention_2), freeze_vision, lora {enabled, r, alpha, dropout,
+target_modules}, processor limits (min_pixels/max_pixels) and gradient checkpointing.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+from egoadapt.data.load import cfg_get
+
+log = logging.getLogger(__name__)
+
+VISION_PREFIXES = ("model.visual.", "visual.")
+
+
+class ModelConfigError(ValueError):
+    pass
+
+
+def check_model_path(path: str | None) -> None:
+    """Fail before anything heavy when the model cannot exist: no path, or a local path that is not there."""
+    if not path:
+        raise ModelConfigError("model.path is not set: give a hub id (Qwen/Qwen2.5-VL-7B-Instruct) or a local folder")
+    looks_local = path.startswith((".", "/", "~")) or Path(path).exists()
+    if looks_local and not (Path(path).expanduser() / "config.json").is_file():
+        raise ModelConfigError(f"model.path={path!r}: no config.json there (not a save_pretrained folder)")
+
+
+def resolve_dtype(name: str):
+    import torch
+
+    if name in (None, "auto"):
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    try:
+        return {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
+                "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}[name]
+    except KeyError:
+        raise ModelConfigError(f"model.dtype={name!r}: choose auto, bfloat16, float16 or float32") from None
+
+
+def resolve_attention(name: str | None) -> str:
+    """flash_attention_2 when asked for (or auto) and installed on a GPU, else PyTorch SDPA."""
+    import torch
+
+    has_flash = importlib.util.find_spec("flash_attn") is not None and torch.cuda.is_available()
+    if name in (None, "auto"):
+        return "flash_attention_2" if has_flash else "sdpa"
+    if name == "flash_attention_2" and not has_flash:
+        raise ModelConfigError("model.attn_implementation=flash_attention_2 needs flash-attn and a CUDA GPU "
+                               "(pip install -e .[gpu,flash]); use sdpa")
+    return name
+
+
+def load_processor(model_cfg: Any):
+    from transformers import AutoProcessor
+
+    kwargs = {k: cfg_get(model_cfg, k) for k in ("min_pixels", "max_pixels") if cfg_get(model_cfg, k) is not None}
+    processor = AutoProcessor.from_pretrained(cfg_get(model_cfg, "path"), **kwargs)
+    processor.tokenizer.padding_side = "left"
+    return processor
+
+
+def load_model(model_cfg: Any, training: bool = True):
+    """The model, with vision tower frozen or not; LoRA is applied by TRL from `peft_config()`."""
+    from transformers import AutoModelForImageTextToText
+
+    path = cfg_get(model_cfg, "path")
+    check_model_path(path)
+    model = AutoModelForImageTextToText.from_pretrained(
+        path, dtype=resolve_dtype(cfg_get(model_cfg, "dtype", "auto")),
+        attn_implementation=resolve_attention(cfg_get(model_cfg, "attn_implementation", "auto")),
+    )
+    if training and cfg_get(model_cfg, "freeze_vision", False):
+        frozen = 0
+        for name, param in model.named_parameters():
+            if name.startswith(VISION_PREFIXES):
+                param.requires_grad_(False)
+                frozen += param.numel()
+        log.info("froze the vision tower (%.1f M parameters)", frozen / 1e6)
+    return model
+
+
+def peft_config(model_cfg: Any):
+    lora = cfg_get(model_cfg, "lora")
+    if not lora or not cfg_get(lora, "enabled", False):
+        return None
+    from peft import LoraConfig
+
+    targets = cfg_get(lora, "target_modules", "all-linear")
+    return LoraConfig(
+        r=int(cfg_get(lora, "r", 16)), lora_alpha=int(cfg_get(lora, "alpha", 32)),
+        lora_dropout=float(cfg_get(lora, "dropout", 0.05)), task_type="CAUSAL_LM",
+        target_modules=targets if isinstance(targets, str) else list(targets),
+        # the vision tower stays out of LoRA unless named explicitly
+        exclude_modules=list(cfg_get(lora, "exclude_modules", [])) or None,
+    )

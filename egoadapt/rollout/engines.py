@@ -1,0 +1,229 @@
+"""Rollout engines for video GRPO: HF generate, vLLM colocated in the trainer, vLLM server.
+
+An engine samples one completion per prompt row, from the video and prompt it is given,
+and takes the trainer's new weights after each optimizer step (`sync`). Engines get the
+same `VideoInputs` as the trainer, so rollouts and log-prob passes see identical frames.
+
+Weight sync works everywhere: colocated vLLM reloads in process through vLLM's own
+`reload_weights`; a vLLM server reloads from a safetensors folder through its
+`/collective_rpc` endpoint (dev mode), from a folder both can see (shared storage on a
+cluster). TRL's NCCL weight broadcast is not wired here: its server (`trl vllm-serve`)
+takes images but no video.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from egoadapt.train.video import VideoInputs
+
+log = logging.getLogger(__name__)
+
+VISION_SPECIAL_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
+
+
+def vision_token_ids(tokenizer) -> list[int]:
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in VISION_SPECIAL_TOKENS]
+    return [i for i in ids if i is not None and i != tokenizer.unk_token_id]
+
+
+def cut_at_eos(ids: Sequence[int], eos_ids: Sequence[int], banned: Sequence[int] = ()) -> list[int]:
+    """Keep tokens up to and including the first EOS; drop anything from a vision token on
+    (a sampled placeholder would not match the video features in the next forward pass)."""
+    out = []
+    for t in ids:
+        if t in banned:
+            break
+        out.append(int(t))
+        if t in eos_ids:
+            break
+    return out
+
+
+class RolloutEngine:
+    name = "base"
+
+    def __init__(self, video: VideoInputs, sampling: dict[str, Any]):
+        self.video = video
+        self.sampling = sampling  # temperature, top_p, top_k, max_tokens
+        tok = video.tokenizer
+        self.eos_ids = [tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id]
+        self.banned = vision_token_ids(tok)
+        self.synced_step = 0  # the engine starts from the checkpoint the trainer starts from
+
+    def generate(self, prompts: list, sample_ids: list[str], prompt_ids: list[list[int]], trainer
+                 ) -> tuple[list[list[int]], list[list[float]] | None]:
+        raise NotImplementedError
+
+    def sync(self, trainer) -> None:
+        """Push the trainer's weights into the engine (no-op for HF, which uses the model itself)."""
+
+    def close(self) -> None:
+        pass
+
+
+class HFEngine(RolloutEngine):
+    """transformers `generate` on the policy itself, video tensors included."""
+
+    name = "hf"
+
+    def generate(self, prompts, sample_ids, prompt_ids, trainer):
+        from trl.models.utils import unwrap_model_for_generation
+
+        pad = self.video.tokenizer.pad_token_id
+        width = max(len(p) for p in prompt_ids)
+        input_ids = torch.full((len(prompt_ids), width), pad, dtype=torch.long)
+        attention = torch.zeros_like(input_ids)
+        for i, ids in enumerate(prompt_ids):  # left padding
+            input_ids[i, width - len(ids):] = torch.tensor(ids)
+            attention[i, width - len(ids):] = 1
+        inputs = {"input_ids": input_ids, "attention_mask": attention,
+                  "mm_token_type_ids": self.video.mm_token_type_ids(input_ids), **self.video.collate(sample_ids)}
+        device = trainer.accelerator.device
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        s = self.sampling
+        kwargs = dict(max_new_tokens=s["max_tokens"], do_sample=s["temperature"] > 0, pad_token_id=pad,
+                      eos_token_id=self.eos_ids, suppress_tokens=self.banned)
+        if s["temperature"] > 0:
+            kwargs.update(temperature=s["temperature"], top_p=s.get("top_p", 1.0), top_k=s.get("top_k") or 0)
+        with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
+                                         gather_deepspeed3_params=trainer.args.ds3_gather_for_generation) as model, \
+                torch.no_grad():
+            out = model.generate(**inputs, **kwargs)
+        completions = out[:, width:].cpu().tolist()
+        return [cut_at_eos(c, self.eos_ids, self.banned) for c in completions], None
+
+
+class VLLMColocateEngine(RolloutEngine):
+    """A vLLM engine inside each training process (TRL's colocate mode, video-aware)."""
+
+    name = "vllm_colocate"
+
+    def __init__(self, video, sampling, model_path: str, engine_kwargs: dict[str, Any] | None = None,
+                 world_size: int = 1):
+        super().__init__(video, sampling)
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # engine in this process: reloads in place
+        from vllm import LLM
+
+        kwargs = dict(max_model_len=4096, enforce_eager=True, seed=0)
+        if not torch.cuda.is_available():
+            kwargs["kv_cache_memory_bytes"] = 256 * 1024**2
+        else:
+            kwargs["gpu_memory_utilization"] = 0.3
+        if world_size > 1:
+            kwargs["distributed_executor_backend"] = "external_launcher"
+        kwargs.update(engine_kwargs or {})
+        self.llm = LLM(model_path, **kwargs)
+
+    def _params(self):
+        from vllm import SamplingParams
+
+        s = self.sampling
+        return SamplingParams(n=1, temperature=s["temperature"], top_p=s.get("top_p", 1.0), top_k=s.get("top_k") or -1,
+                              max_tokens=s["max_tokens"], logprobs=0, stop_token_ids=self.eos_ids,
+                              logit_bias={t: -100.0 for t in self.banned})
+
+    def requests(self, prompts, sample_ids):
+        reqs = []
+        for messages, sid in zip(prompts, sample_ids):
+            clip = self.video.clip(sid)
+            reqs.append({"prompt": self.video.prompt_text(messages),
+                         "multi_modal_data": {"video": (clip.frames, clip.metadata())}})
+        return reqs
+
+    def generate(self, prompts, sample_ids, prompt_ids, trainer):
+        outs = self.llm.generate(self.requests(prompts, sample_ids), self._params(), use_tqdm=False)
+        completions, logprobs = [], []
+        for o in outs:
+            c = o.outputs[0]
+            ids = cut_at_eos(c.token_ids, self.eos_ids, self.banned)
+            completions.append(ids)
+            lps = [next(iter(lp.values())).logprob if lp else float("nan") for lp in (c.logprobs or [])]
+            logprobs.append(lps[:len(ids)])
+        return completions, logprobs
+
+    def sync(self, trainer):
+        from egoadapt.rollout.weights import iter_weights
+
+        weights = list(iter_weights(trainer.model_wrapped, trainer.accelerator))
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True})
+        self.llm.reset_prefix_cache()
+
+
+class VLLMServerEngine(RolloutEngine):
+    """A vLLM OpenAI-compatible server on another node (or process); the video travels as an
+    mp4 data URL encoded at the clip's sampling fps, so the server decodes exactly its frames."""
+
+    name = "vllm_server"
+
+    def __init__(self, video, sampling, base_url: str, model: str, weights_dir: Path,
+                 timeout: float = 600.0, max_concurrency: int = 16):
+        super().__init__(video, sampling)
+        import httpx
+
+        self.base_url = base_url.rstrip("/")
+        self.root = self.base_url.removesuffix("/v1")
+        self.model = model
+        self.weights_dir = Path(weights_dir)
+        self.http = httpx.Client(timeout=timeout)
+        self.max_concurrency = max_concurrency
+
+    def _video_url(self, sid: str) -> str:
+        import base64
+
+        from egoadapt.data.mp4 import encode_mp4
+
+        clip = self.video.clip(sid)
+        return "data:video/mp4;base64," + base64.b64encode(encode_mp4(clip.frames, clip.fps)).decode()
+
+    def _one(self, messages, sid):
+        text_blocks = [b for m in messages if m["role"] == "user" for b in m["content"] if b.get("type") == "text"]
+        system = [b["text"] for m in messages if m["role"] == "system" for b in m["content"]]
+        chat = ([{"role": "system", "content": system[0]}] if system else []) + [{"role": "user", "content": [
+            {"type": "video_url", "video_url": {"url": self._video_url(sid)}}, *text_blocks]}]
+        s = self.sampling
+        body = {"model": self.model, "messages": chat, "max_tokens": s["max_tokens"], "temperature": s["temperature"],
+                "top_p": s.get("top_p", 1.0), "logprobs": True, "return_token_ids": True,
+                "skip_special_tokens": False, "stop_token_ids": self.eos_ids,
+                "logit_bias": {str(t): -100 for t in self.banned},
+                "mm_processor_kwargs": {"fps": float(self.video.vision(sid)["fps"])}}
+        if s.get("top_k"):
+            body["top_k"] = s["top_k"]
+        r = self.http.post(f"{self.base_url}/chat/completions", json=body)
+        r.raise_for_status()
+        choice = r.json()["choices"][0]
+        ids = choice.get("token_ids") or []
+        lps = [t["logprob"] for t in (choice.get("logprobs") or {}).get("content") or []]
+        ids = cut_at_eos(ids, self.eos_ids, self.banned)
+        return ids, lps[:len(ids)]
+
+    def generate(self, prompts, sample_ids, prompt_ids, trainer):
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(self.max_concurrency) as pool:
+            results = list(pool.map(self._one, prompts, sample_ids))
+        return [r[0] for r in results], [r[1] for r in results]
+
+    def sync(self, trainer):
+        from egoadapt.rollout.weights import iter_weights, save_weights
+
+        weights = iter_weights(trainer.model_wrapped, trainer.accelerator)
+        if not trainer.accelerator.is_main_process:
+            for _ in weights:  # take part in ZeRO-3 gathers
+                pass
+            return
+        save_weights(weights, self.weights_dir)
+        r = self.http.post(f"{self.root}/collective_rpc", json={
+            "method": "reload_weights", "kwargs": {"weights_path": str(self.weights_dir), "is_checkpoint_format": True}})
+        if r.status_code == 404:
+            raise RuntimeError("the vLLM server has no /collective_rpc: start it with VLLM_SERVER_DEV_MODE=1 "
+                               "(launch/vllm_server.sh does)")
+        r.raise_for_status()
+        self.http.post(f"{self.root}/reset_prefix_cache")
+
+    def close(self):
+        self.http.close()

@@ -1,0 +1,58 @@
+"""Video SFT collator: frames as a video with their real fps, loss on the assistant turn only."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from trl.chat_template_utils import get_training_chat_template
+
+from egoadapt.train.datasets import prompt_qa
+from egoadapt.train.video import VideoInputs
+
+
+class VideoSFTCollator:
+    """Tokenizes prompt + JSON answer with TRL's training chat template (its `{% generation %}`
+    markers give the assistant mask), expands the video placeholder to the clip's real token
+    count and attaches the cached vision tensors and `mm_token_type_ids` (3-D mRoPE)."""
+
+    def __init__(self, video: VideoInputs, max_length: int | None = None):
+        self.video = video
+        self.tokenizer = video.tokenizer
+        self.max_length = max_length
+        template = self.tokenizer.chat_template or video.processor.chat_template
+        self.template = get_training_chat_template(video.processor) or template
+        self.pad_id = self.tokenizer.pad_token_id
+
+    def encode(self, row: dict[str, Any]) -> tuple[list[int], list[int]]:
+        prompt = self.video.messages(row["sample_id"], prompt_qa(row["qa"]))
+        conversation = prompt + [{"role": "assistant", "content": [{"type": "text", "text": row["completion"]}]}]
+        enc = self.tokenizer.apply_chat_template(conversation, chat_template=self.template, tokenize=True,
+                                                 return_dict=True, return_assistant_tokens_mask=True)
+        ids, mask = enc["input_ids"], enc["assistant_masks"]
+        if not any(mask):
+            raise ValueError("the training chat template marked no assistant tokens; check the model's template")
+        n = self.video.num_video_tokens(row["sample_id"])
+        out_ids, labels = [], []
+        for t, m in zip(ids, mask):
+            reps = n if t == self.video.video_token_id else 1
+            out_ids += [t] * reps
+            labels += [t if m else -100] * reps
+        if self.max_length and len(out_ids) > self.max_length:
+            raise ValueError(f"sample {row['sample_id']}: {len(out_ids)} tokens exceed max_length={self.max_length}; "
+                             "lower frames.max_frames / model.max_pixels or raise trainer.max_length")
+        return out_ids, labels
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        encoded = [self.encode(r) for r in rows]
+        width = max(len(ids) for ids, _ in encoded)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (ids, lab) in enumerate(encoded):  # right padding
+            input_ids[i, :len(ids)] = torch.tensor(ids)
+            labels[i, :len(lab)] = torch.tensor(lab)
+            attention[i, :len(ids)] = 1
+        batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
+                 "mm_token_type_ids": self.video.mm_token_type_ids(input_ids)}
+        batch.update(self.video.collate(r["sample_id"] for r in rows))
+        return batch

@@ -1,0 +1,66 @@
+"""Rows handed to TRL: ids, QA type, a text view of the prompt, and the columns rewards read.
+
+The multimodal chat messages are not stored in the dataset: Arrow would unify the content
+blocks (a text block would gain `video: None`, which Qwen's template counts as a second
+video). They are built per row from `sample_id` and `qa` by `VideoInputs`, in the SFT
+collator and in the GRPO rollout. `prompt` here is the same prompt as text with a
+`<video>` marker, which is what TRL logs and passes to reward functions.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from datasets import Dataset
+
+from egoadapt.data.prompts import target_text
+from egoadapt.data.schema import Sample
+from egoadapt.train.video import VideoInputs
+
+QA_MODES = {"close": ("close",), "open": ("open",), "both": ("close", "open")}
+
+
+def qa_modes(name: str) -> tuple[str, ...]:
+    try:
+        return QA_MODES[name]
+    except KeyError:
+        raise ValueError(f"data.qa={name!r}: choose close, open or both") from None
+
+
+def prompt_qa(qa: str) -> str:
+    """The prompts module's name for a QA type (closeqa/openqa)."""
+    return {"close": "closeqa", "open": "openqa"}.get(qa, qa)
+
+
+def messages_as_text(messages: list[dict]) -> str:
+    parts = []
+    for m in messages:
+        content = m["content"]
+        if isinstance(content, list):
+            content = "".join("<video>" if b.get("type") == "video" else b.get("text", "") for b in content)
+        parts.append(content if m["role"] == "user" else f"[{m['role']}] {content}")
+    return "\n".join(parts)
+
+
+def reward_columns(sample: Sample, qa: str) -> dict[str, Any]:
+    return {
+        "sample_id": sample.id, "qa": qa, "answer_letter": sample.answer_letter, "answer_text": sample.answer_text,
+        "options": list(sample.options), "question": sample.question, "detailed_answer": sample.detailed_answer,
+        "category": sample.category, "question_type": sample.question_type, "domain": sample.domain,
+    }
+
+
+def build_dataset(samples: Sequence[Sample], video: VideoInputs, qa: str = "close",
+                  with_target: bool = False) -> Dataset:
+    """One row per (sample, QA type); `with_target` adds the SFT `completion` (the JSON answer)."""
+    rows = []
+    for sample in samples:
+        for q in qa_modes(qa):
+            if q == "close" and not sample.options:
+                continue
+            row = {**reward_columns(sample, q), "prompt": messages_as_text(video.messages(sample.id, prompt_qa(q)))}
+            if with_target:
+                row["completion"] = target_text(sample, prompt_qa(q), video.prompt_cfg)
+            rows.append(row)
+    if not rows:
+        raise ValueError("no training rows: the split's train side is empty, or has no options for CloseQA")
+    return Dataset.from_list(rows)

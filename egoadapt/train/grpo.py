@@ -1,0 +1,117 @@
+"""Video GRPO: TRL's GRPOTrainer with the video in generation and in every log-prob pass.
+
+Stock TRL builds the model's visual inputs only from `image`/`images` columns, so on video
+prompts the policy, old-policy and reference log-probs are computed from placeholder tokens
+alone and the vision tower never gets a gradient. This subclass changes three seams:
+
+- generation goes through `rollout_func` (TRL's hook) and a rollout engine from
+  `egoadapt.rollout` (HF generate, vLLM colocated, vLLM server) that sees the video;
+- `_get_per_token_logps_and_entropies` runs each chunk of rows with that chunk's
+  `pixel_values_videos`, `video_grid_thw`, `second_per_grid_ts` and `mm_token_type_ids`
+  (3-D mRoPE), through a thin wrapper around the model, leaving TRL's loss code untouched;
+- the dataset's `prompt` is a text view (the chat messages with the video are rebuilt per
+  row from `sample_id`), so completion logs and tables stay plain text;
+- a `video_row` column travels with the rows through TRL's shuffling and splitting, so a
+  training mini-batch knows which clip each of its rows came from.
+
+Everything else (loss types, beta and the reference model, num_iterations, clipping,
+logging) is TRL's own.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from trl import GRPOTrainer
+
+from egoadapt.rollout.engines import RolloutEngine
+from egoadapt.train.datasets import prompt_qa
+from egoadapt.train.video import VideoInputs
+
+
+class _WithVideo:
+    """Calls the model with a chunk's video inputs added (what TRL passes stays as is)."""
+
+    def __init__(self, model, video: VideoInputs, sample_ids: list[str]):
+        self.model, self.video, self.sample_ids = model, video, sample_ids
+
+    def __call__(self, **kwargs):
+        input_ids = kwargs["input_ids"]
+        vision = self.video.collate(self.sample_ids)
+        kwargs.update({k: v.to(input_ids.device) for k, v in vision.items()})
+        kwargs["mm_token_type_ids"] = self.video.mm_token_type_ids(input_ids)
+        return self.model(**kwargs)
+
+
+class VideoRollout:
+    """TRL `rollout_func`: prompt ids with expanded video tokens, completions from the engine."""
+
+    def __init__(self, engine: RolloutEngine, video: VideoInputs):
+        self.engine, self.video = engine, video
+
+    def __call__(self, prompts: list, trainer: "VideoGRPOTrainer") -> dict[str, Any]:
+        if trainer.state.global_step != self.engine.synced_step:
+            self.engine.sync(trainer)
+            trainer.accelerator.wait_for_everyone()  # no rank samples from stale weights
+            self.engine.synced_step = trainer.state.global_step
+        rows = trainer.batch_rows
+        sample_ids = [r["sample_id"] for r in rows]
+        messages = [self.video.messages(r["sample_id"], prompt_qa(r["qa"])) for r in rows]
+        prompt_ids = [self.video.prompt_ids(m, sid) for m, sid in zip(messages, sample_ids)]
+        completion_ids, logprobs = self.engine.generate(messages, sample_ids, prompt_ids, trainer)
+        if logprobs is None:
+            logprobs = [[0.0] * len(c) for c in completion_ids]  # TRL uses them only with its own vLLM
+        return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
+
+
+class VideoGRPOTrainer(GRPOTrainer):
+    def __init__(self, *args, video: VideoInputs, engine: RolloutEngine, **kwargs):
+        self.video = video
+        self.engine = engine
+        self.batch_rows: list[dict] = []  # rows of the generation batch being scored
+        self._active_sample_ids: list[str] | None = None  # rows of the current log-prob pass
+        super().__init__(*args, rollout_func=VideoRollout(engine, video), **kwargs)
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        self._signature_columns = list(self._signature_columns) + ["sample_id"]
+
+    def _generate_and_score_completions(self, inputs):
+        self.batch_rows = inputs
+        self._active_sample_ids = [x["sample_id"] for x in inputs]
+        try:
+            output = super()._generate_and_score_completions(inputs)
+        finally:
+            self._rollout_sample_ids, self._active_sample_ids = self._active_sample_ids, None
+        output["video_row"] = torch.arange(len(inputs), device=output["prompt_ids"].device)
+        return output
+
+    def _compute_loss(self, model, inputs):
+        self._active_sample_ids = [self._rollout_sample_ids[i] for i in inputs["video_row"].tolist()]
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            self._active_sample_ids = None
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
+                                           batch_size=None, compute_entropy=False, compute_aux_loss=False, **kw):
+        rows = self._active_sample_ids
+        if rows is None:  # not a video batch
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss, **kw)
+        if len(rows) != input_ids.size(0):
+            raise RuntimeError(f"video rows ({len(rows)}) do not match the batch ({input_ids.size(0)})")
+        batch_size = batch_size or input_ids.size(0)
+        logps, entropies, aux = [], [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            end = min(start + batch_size, input_ids.size(0))
+            lp, ent, ax = super()._get_per_token_logps_and_entropies(
+                _WithVideo(model, self.video, rows[start:end]), input_ids[start:end], attention_mask[start:end],
+                logits_to_keep, end - start, compute_entropy, compute_aux_loss, **kw)
+            logps.append(lp)
+            if ent is not None:
+                entropies.append(ent)
+            if ax is not None:
+                aux.append(ax)
+        return (torch.cat(logps), torch.cat(entropies) if entropies else None,
+                torch.stack(aux).mean() if aux else None)

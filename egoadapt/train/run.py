@@ -1,0 +1,234 @@
+"""`egoadapt train recipe=NAME out=DIR key=value ...`: a thin entry point into TRL's SFT and GRPO.
+
+Order matters: every check that can fail from the config alone runs before a model or a
+data set is loaded, so a bad launch on 8 GPUs fails in seconds, not after the download.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib.util
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("egoadapt.train")
+
+
+class TrainConfigError(SystemExit):
+    def __init__(self, msg: str):
+        super().__init__(f"egoadapt train: {msg}")
+
+
+def trl_config_class(algorithm: str):
+    from trl import GRPOConfig, SFTConfig
+
+    try:
+        return {"sft": SFTConfig, "grpo": GRPOConfig}[algorithm]
+    except KeyError:
+        raise TrainConfigError(f"algorithm={algorithm!r}: choose sft or grpo") from None
+
+
+def trainer_kwargs(cfg: DictConfig, out: Path) -> dict[str, Any]:
+    """`trainer.*` keys are TRL config fields by their own names; unknown ones are an error."""
+    import torch
+
+    cls = trl_config_class(cfg.algorithm)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    unknown = sorted(set(kwargs) - fields)
+    if unknown:
+        hints = {k: difflib.get_close_matches(k, fields, n=1) for k in unknown}
+        raise TrainConfigError("unknown trainer keys for TRL " + cls.__name__ + ": " + ", ".join(
+            f"{k}" + (f" (did you mean {h[0]}?)" if h else "") for k, h in hints.items()))
+    if kwargs.get("bf16") in (None, "auto"):
+        kwargs["bf16"] = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    logger = OmegaConf.to_container(cfg.logger, resolve=True) or {}
+    kwargs.setdefault("report_to", logger.get("report_to", "none"))
+    if logger.get("run_name"):
+        kwargs.setdefault("run_name", logger["run_name"])
+    kwargs.update(output_dir=str(out), seed=int(cfg.seed), remove_unused_columns=False)
+    if cfg.algorithm == "sft":
+        kwargs.setdefault("dataset_kwargs", {"skip_prepare_dataset": True})
+    return kwargs
+
+
+def preflight(cfg: DictConfig) -> None:
+    """Config-only checks: no model, no data touched."""
+    import torch
+
+    from egoadapt.models.loading import ModelConfigError, check_model_path
+
+    if cfg.get("out") in (None, "", "???"):
+        raise TrainConfigError("out=DIR is required (the run folder)")
+    trl_config_class(cfg.algorithm)
+    if cfg.get("requires_gpu") and not torch.cuda.is_available():
+        raise TrainConfigError(f"this recipe is sized for GPUs ({cfg.get('requires_gpu')}) and this machine has none;"
+                               " use a tiny recipe (recipe=demo/tiny_sft) or launch it on a GPU node")
+    try:
+        check_model_path(cfg.model.get("path"))
+    except ModelConfigError as e:
+        raise TrainConfigError(str(e)) from None
+    if cfg.algorithm == "grpo" and cfg.rollout.engine.startswith("vllm") and importlib.util.find_spec("vllm") is None:
+        raise TrainConfigError(f"rollout={cfg.rollout.engine} needs vLLM, which is not installed: "
+                               "pip install -e .[gpu] (CUDA) or make install (CPU), or use rollout=hf")
+    if cfg.algorithm == "grpo" and cfg.rollout.engine == "vllm_server" and not cfg.rollout.get("base_url"):
+        raise TrainConfigError("rollout=vllm_server needs rollout.base_url=http://HOST:PORT/v1")
+    if cfg.get("split", {}).get("manifest") and not Path(cfg.split.manifest).is_file():
+        raise TrainConfigError(f"split.manifest={cfg.split.manifest}: no such file")
+    if cfg.algorithm == "grpo":
+        reward_names = list((cfg.reward.get("weights") or {}).keys())
+        from egoadapt.rewards.registry import available_rewards
+
+        bad = [n for n in reward_names if n not in available_rewards()]
+        if bad:
+            raise TrainConfigError(f"unknown rewards {bad}; registered: {available_rewards()}")
+    trainer_kwargs(cfg, Path(cfg.out))  # unknown trainer keys fail here
+
+
+def train_samples(cfg: DictConfig, out: Path):
+    """Load the data, apply (or make and save) the split manifest, return the train side."""
+    from egoadapt.data.load import load_samples
+    from egoadapt.data.split import load_split, make_manifest, write_manifest
+
+    samples = load_samples(cfg.data)
+    manifest_path = out / "split.json"
+    given = cfg.split.get("manifest")
+    if given:
+        manifest = json.loads(Path(given).read_text())
+    elif manifest_path.exists():  # resume: keep the split the run started with
+        manifest = json.loads(manifest_path.read_text())
+    else:
+        manifest = make_manifest(samples, cfg.split.protocol, seed=int(cfg.split.seed),
+                                 test_fraction=float(cfg.split.get("test_fraction", 0.3)),
+                                 test_domain=cfg.split.get("test_domain"))
+    write_manifest(manifest, manifest_path)
+    side = load_split(manifest_path, samples, "train")
+    limit = cfg.data.get("train_limit")
+    return side[: int(limit)] if limit else side
+
+
+def save_run_config(cfg: DictConfig, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "config.yaml.tmp"
+    tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))  # holds env var names, never their values
+    tmp.replace(out / "config.yaml")
+
+
+def setup_logging_backends(cfg: DictConfig) -> None:
+    report = str(cfg.logger.get("report_to", "none"))
+    if "wandb" in report:
+        os.environ.setdefault("WANDB_PROJECT", str(cfg.logger.get("project", "egoadapt")))
+        if not os.environ.get("WANDB_API_KEY"):
+            os.environ.setdefault("WANDB_MODE", "offline")  # never blocks on a login prompt
+    if "wandb" in report and cfg.logger.get("dir"):
+        os.environ.setdefault("WANDB_DIR", str(cfg.logger.dir))
+
+
+def build_engine(cfg: DictConfig, video, out: Path, world_size: int):
+    from egoadapt.rollout.engines import HFEngine, VLLMColocateEngine, VLLMServerEngine
+
+    t = cfg.trainer
+    sampling = {"temperature": float(t.get("temperature", 1.0)), "top_p": float(t.get("top_p", 1.0)),
+                "top_k": t.get("top_k"), "max_tokens": int(t.get("max_completion_length", 256))}
+    engine = cfg.rollout.engine
+    if engine == "hf":
+        return HFEngine(video, sampling)
+    if engine == "vllm_colocate":
+        return VLLMColocateEngine(video, sampling, str(cfg.model.path),
+                                  OmegaConf.to_container(cfg.rollout.get("engine_kwargs") or {}), world_size)
+    if engine == "vllm_server":
+        return VLLMServerEngine(video, sampling, cfg.rollout.base_url, cfg.rollout.get("model") or str(cfg.model.path),
+                                Path(cfg.rollout.get("weights_dir") or out / "rollout_weights"))
+    raise TrainConfigError(f"rollout engine {engine!r}: choose hf, vllm_colocate or vllm_server")
+
+
+def last_checkpoint(out: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(out)) if out.is_dir() else None
+
+
+def run(cfg: DictConfig, out: Path) -> Path:
+    from accelerate import PartialState
+    from transformers import set_seed
+
+    from egoadapt.data.cache import InputCache
+    from egoadapt.models.loading import load_model, load_processor, peft_config
+    from egoadapt.train.datasets import build_dataset
+    from egoadapt.train.video import VideoInputs
+
+    preflight(cfg)
+    setup_logging_backends(cfg)
+    set_seed(int(cfg.seed))
+    state = PartialState()
+    if state.is_main_process:
+        save_run_config(cfg, out)
+    samples = train_samples(cfg, out)
+    processor = load_processor(cfg.model)
+    model = load_model(cfg.model, training=True)
+    cache = InputCache(cfg.get("cache_dir"), enabled=bool(cfg.get("cache_dir")))
+    video = VideoInputs(samples, processor, cfg.frames, cfg.prompt, cache=cache)
+    args = trl_config_class(cfg.algorithm)(**trainer_kwargs(cfg, out))
+    dataset = build_dataset(samples, video, qa=cfg.data.get("qa", "close"), with_target=cfg.algorithm == "sft")
+    log.info("%s on %d rows (%d samples) -> %s", cfg.algorithm.upper(), len(dataset), len(samples), out)
+
+    if cfg.algorithm == "sft":
+        from trl import SFTTrainer
+
+        from egoadapt.train.collators import VideoSFTCollator
+
+        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
+                             data_collator=VideoSFTCollator(video, args.max_length),
+                             peft_config=peft_config(cfg.model))
+    else:
+        from egoadapt.rewards.judge import Judge
+        from egoadapt.rewards.registry import build_reward_funcs
+        from egoadapt.train.grpo import VideoGRPOTrainer
+
+        funcs, weights = build_reward_funcs(cfg.reward, judge=Judge.from_config(cfg.judge))
+        args.reward_weights = weights
+        engine = build_engine(cfg, video, out, state.num_processes)
+        trainer = VideoGRPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
+                                   reward_funcs=funcs, peft_config=peft_config(cfg.model), video=video, engine=engine)
+    resume = last_checkpoint(out) if cfg.get("resume") else None
+    if cfg.get("resume") and resume is None:
+        log.warning("resume=true but no checkpoint in %s: starting from step 0", out)
+    trainer.train(resume_from_checkpoint=resume)
+    final = out / "final"
+    trainer.save_model(str(final))
+    if trainer.accelerator.is_main_process:
+        processor.save_pretrained(str(final))
+        if cfg.get("merge_lora", True) and peft_config(cfg.model) is not None:
+            merge_lora(final)
+    if cfg.algorithm == "grpo":
+        trainer.engine.close()
+    log.info("saved %s", final)
+    return final
+
+
+def merge_lora(folder: Path) -> None:
+    """Make `final/` a plain checkpoint (loadable by vLLM) by merging the adapter in place."""
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    adapter = json.loads((folder / "adapter_config.json").read_text())
+    base = AutoModelForImageTextToText.from_pretrained(adapter["base_model_name_or_path"])
+    merged = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
+    (folder / "adapter").mkdir(exist_ok=True)
+    for f in ("adapter_config.json", "adapter_model.safetensors"):
+        if (folder / f).exists():
+            (folder / f).replace(folder / "adapter" / f)
+    merged.save_pretrained(str(folder))
+
+
+def main(cfg: DictConfig) -> int:
+    from hydra.core.hydra_config import HydraConfig
+
+    out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path(cfg.out)
+    run(cfg, out)
+    return 0

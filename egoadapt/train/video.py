@@ -1,0 +1,91 @@
+"""Video inputs for training and generation: one place that turns a sample into model inputs.
+
+`VideoInputs` owns the processor, the frame settings and the on-disk input cache. For a
+sample it gives the chat messages (with the clip's real sampling fps in the prompt), the
+prompt token ids with the video placeholder expanded to the clip's real number of video
+tokens, and the cached vision tensors; `collate` stacks the vision tensors of any rows in
+the layout Qwen2.5-VL's forward expects. SFT, GRPO (generation and every log-prob pass)
+and evaluation all use it, so the model sees the same pixels and the same time axis in
+each of them.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Iterable
+
+import torch
+
+from egoadapt.data.cache import InputCache, vision_inputs
+from egoadapt.data.frames import load_clip
+from egoadapt.data.prompts import build_messages
+from egoadapt.data.schema import Sample
+
+VIDEO_TENSORS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+
+
+class VideoInputs:
+    def __init__(self, samples: Iterable[Sample], processor, frames_cfg: Any, prompt_cfg: Any = None,
+                 cache: InputCache | None = None, memory_items: int = 4096):
+        self.samples = {s.id: s for s in samples}
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.frames_cfg = frames_cfg
+        self.prompt_cfg = prompt_cfg
+        self.cache = cache
+        self.video_token = getattr(processor, "video_token", "<|video_pad|>")
+        self.video_token_id = self.tokenizer.convert_tokens_to_ids(self.video_token)
+        self.merge = getattr(processor.video_processor, "merge_size", 2) ** 2
+        self._memory: OrderedDict[str, dict] = OrderedDict()  # hot rows stay decoded in RAM
+        self._memory_items = memory_items
+
+    # ------------------------------------------------------------------ per sample
+    def vision(self, sample_id: str) -> dict[str, Any]:
+        hit = self._memory.get(sample_id)
+        if hit is None:
+            hit = vision_inputs(self.samples[sample_id], self.frames_cfg, self.processor, self.cache)
+            self._memory[sample_id] = hit
+            if len(self._memory) > self._memory_items:
+                self._memory.popitem(last=False)
+        else:
+            self._memory.move_to_end(sample_id)
+        return hit
+
+    def num_video_tokens(self, sample_id: str) -> int:
+        return int(self.vision(sample_id)["video_grid_thw"].prod()) // self.merge
+
+    def messages(self, sample_id: str, qa: str) -> list[dict]:
+        fps = float(self.vision(sample_id)["fps"])
+        return build_messages(self.samples[sample_id], qa, self.prompt_cfg, sampling_fps=fps)
+
+    def prompt_text(self, messages: list[dict]) -> str:
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def expand(self, ids: list[int], sample_id: str) -> list[int]:
+        """Replace the single video placeholder by the clip's real count of video tokens."""
+        n = self.num_video_tokens(sample_id)
+        out: list[int] = []
+        for t in ids:
+            out.extend([t] * n if t == self.video_token_id else [t])
+        return out
+
+    def prompt_ids(self, messages: list[dict], sample_id: str) -> list[int]:
+        ids = self.tokenizer(self.prompt_text(messages), add_special_tokens=False)["input_ids"]
+        return self.expand(ids, sample_id)
+
+    def clip(self, sample_id: str):
+        """Raw frames and metadata (for vLLM, which runs its own processor)."""
+        return load_clip(self.samples[sample_id], self.frames_cfg)
+
+    # ------------------------------------------------------------------ batches
+    def collate(self, sample_ids: Iterable[str]) -> dict[str, torch.Tensor]:
+        rows = [self.vision(i) for i in sample_ids]
+        out = {"pixel_values_videos": torch.cat([r["pixel_values_videos"] for r in rows]),
+               "video_grid_thw": torch.cat([r["video_grid_thw"] for r in rows])}
+        if all("second_per_grid_ts" in r for r in rows):
+            out["second_per_grid_ts"] = torch.cat([torch.as_tensor(r["second_per_grid_ts"]).reshape(-1)
+                                                   for r in rows])
+        return out
+
+    def mm_token_type_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Qwen2.5-VL computes 3-D mRoPE positions only when this is passed (2 marks video tokens)."""
+        return (input_ids == self.video_token_id).long() * 2
