@@ -1,0 +1,295 @@
+"""Pixels for a sample: a frame list read with PIL, or a raw video sampled at a target fps
+within [start, end] with decord (or PyAV), as uint8 (T, H, W, 3) plus the metadata the
+Qwen2.5-VL processor needs to know the real frame rate.
+
+Why the metadata matters (stack trap 4): without `video_metadata` the transformers processor
+assumes 24 fps and `second_per_grid_ts` (the time step of mRoPE's temporal axis) comes out
+0.083 instead of 2.0 at 1 fps. `Clip.metadata()` describes the *sampled clip* (fps = sampling
+fps, frames_indices = 0..T-1), so `VideoMetadata.sampled_fps` equals the sampling fps and
+`second_per_grid_ts = temporal_patch_size / fps`; pass it with `do_sample_frames=False`.
+
+Odd frame counts: Qwen2.5-VL merges frames in pairs (temporal_patch_size 2). By default
+(`odd_frames: pad`) an odd clip gets its last frame repeated, which is exactly what the
+transformers processor would do itself, made explicit here so every consumer (HF, vLLM,
+the cache) sees the same T; the padded frame repeats the last frame index, so timestamps stay
+true. `drop` removes the last frame instead (a 1-frame clip is still padded); `keep` leaves T.
+
+Frame caps: `max_frames` lowers the rate uniformly (frame lists: every k-th frame, fps/k;
+videos: fps = max_frames / span), so the reported fps stays exact. `max_pixels` shrinks
+frames at decode time (aspect kept); the processor's own min/max_pixels still decide the
+final size.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from egoadapt.data.load import DataError, Problem, cfg_get
+from egoadapt.data.schema import FrameSource, Sample
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = {"backend": "decord", "fps": None, "max_frames": 128, "max_pixels": 401408, "odd_frames": "pad",
+            "span_tolerance_s": 0.5, "threads": 1, "on_error": "raise"}
+
+
+class FrameError(DataError):
+    """A frame or video that cannot be read, or a span it does not have."""
+
+
+@dataclass
+class Clip:
+    frames: np.ndarray  # uint8 (T, H, W, 3)
+    fps: float  # rate of `frames` (after any max_frames thinning)
+    timestamps: list[float]  # seconds: from the video start (videos) or from the clip start (frame lists)
+    indices: list[int]  # source frame index (videos) or position in the frame list, per frame
+    span: tuple[float, float]  # the [start, end] seconds the frames cover
+    padded: int = 0  # frames appended to make T even
+    backend: str = "pil"
+    source_fps: float | None = None  # native fps of the video file
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    def metadata(self) -> dict[str, Any]:
+        """`video_metadata` for the transformers processor / vLLM (fields of transformers' VideoMetadata)."""
+        t, h, w = self.frames.shape[:3]
+        real = t - self.padded
+        return {"total_num_frames": t, "fps": float(self.fps), "frames_indices": list(range(real)) + [real - 1] * self.padded,
+                "duration": t / self.fps, "width": int(w), "height": int(h), "video_backend": self.backend}
+
+
+def frame_setting(frames_cfg: Any, key: str) -> Any:
+    """A frames config value, or its default (conf/frames/default.yaml mirrors DEFAULTS)."""
+    return cfg_get(frames_cfg, key, DEFAULTS[key])
+
+
+def _err(file: str, record: str, field_: str, message: str, kind: str) -> FrameError:
+    return FrameError(Problem(file, record, field_, message, kind))
+
+
+def load_clip(source: Sample | FrameSource, frames_cfg: Any = None, record: str = "") -> Clip:
+    """The frames of a sample (or a bare FrameSource) per `frames_cfg`; raises FrameError."""
+    if isinstance(source, Sample):
+        record = record or source.id
+        source = source.frame_source
+    if source.kind == "video":
+        return load_video(source, frames_cfg, record)
+    return load_frame_list(source, frames_cfg, record)
+
+
+def try_load_clip(sample: Sample, frames_cfg: Any, skipped: Counter | None = None) -> Clip | None:
+    """`load_clip`, or None (counted in `skipped[kind]` and logged) when frames.on_error is skip."""
+    try:
+        return load_clip(sample, frames_cfg)
+    except FrameError as e:
+        if frame_setting(frames_cfg, "on_error") != "skip":
+            raise
+        if skipped is not None:
+            skipped[e.problems[0].kind] += 1
+        log.warning("skipping sample: %s", e)
+        return None
+
+
+# ---------------------------------------------------------------- frame lists
+
+def load_frame_list(source: FrameSource, frames_cfg: Any = None, record: str = "") -> Clip:
+    paths = list(source.frames)
+    if not paths:
+        raise _err("<frames>", record, "video_path", "empty frame list", "empty_frames")
+    stride = math.ceil(len(paths) / _even_cap(frames_cfg))
+    chosen = list(range(0, len(paths), stride))
+    max_pixels = frame_setting(frames_cfg, "max_pixels")
+    images = []
+    for i in chosen:
+        img = read_image(paths[i], record, f"video_path[{i}]", max_pixels)
+        if images and img.size != images[0].size:
+            img = img.resize(images[0].size, Image.BICUBIC)
+        elif not images:
+            img = cap_pixels(img, max_pixels)
+        images.append(img)
+    fps = source.fps / stride
+    frames = np.stack([np.asarray(im, dtype=np.uint8) for im in images])
+    times = [k / fps for k in range(len(chosen))]
+    clip = Clip(frames, fps, times, chosen, (0.0, len(chosen) / fps), backend="pil")
+    return fix_odd(clip, frame_setting(frames_cfg, "odd_frames"))
+
+
+def read_image(path: str, record: str = "", field_: str = "video_path", max_pixels: int | None = None) -> Image.Image:
+    if not os.path.isfile(path):
+        raise _err(path, record, field_, "frame file not found", "missing_frame")
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if max_pixels and im.format == "JPEG" and w * h >= 4 * max_pixels:
+                # decode a large JPEG at 1/2, 1/4 or 1/8 scale (never below the cap): much faster
+                s = math.sqrt(max_pixels / (w * h))
+                im.draft("RGB", (math.ceil(w * s), math.ceil(h * s)))
+            im.load()  # decode now: a truncated file fails here, not deep inside the processor
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise _err(path, record, field_, f"unreadable image ({_first_line(e)})", "bad_frame") from None
+
+
+def cap_pixels(img: Image.Image, max_pixels: int | None) -> Image.Image:
+    w, h = img.size
+    if not max_pixels or w * h <= max_pixels:
+        return img
+    scale = math.sqrt(max_pixels / (w * h))
+    return img.resize((max(1, int(w * scale)), max(1, int(h * scale))), Image.BICUBIC)
+
+
+# ---------------------------------------------------------------- videos
+
+def plan(start: float | None, end: float | None, duration: float, fps: float, max_frames: int,
+         tolerance: float = 0.5) -> tuple[list[float], float, tuple[float, float]]:
+    """Sampling times t_k = start + k / fps, t_k < end; thinned to `max_frames` by lowering fps.
+
+    Raises ValueError for a span outside the video (end may overshoot by `tolerance` seconds,
+    clamped: annotation times are often rounded up).
+    """
+    start = 0.0 if start is None else float(start)
+    end = duration if end is None else float(end)
+    if fps <= 0:
+        raise ValueError(f"sampling fps must be positive, got {fps}")
+    if start >= duration:
+        raise ValueError(f"span starts at {start:g}s, at or past the end of the video ({duration:.2f}s)")
+    if end > duration + tolerance:
+        raise ValueError(f"span ends at {end:g}s, past the end of the video ({duration:.2f}s)")
+    if end <= start:
+        raise ValueError(f"span end {end:g}s is not after its start {start:g}s")
+    end = min(end, duration)
+    span = end - start
+    count = max(1, math.ceil(span * fps - 1e-6))
+    if count > max_frames:
+        fps, count = max_frames / span, max_frames
+    return [start + k / fps for k in range(count)], fps, (start, end)
+
+
+def load_video(source: FrameSource, frames_cfg: Any = None, record: str = "") -> Clip:
+    path = source.video or ""
+    if not os.path.isfile(path):
+        raise _err(path, record, "video", "video file not found", "missing_video")
+    backend = frame_setting(frames_cfg, "backend")
+    reader = {"decord": _decord_reader, "pyav": _pyav_reader}.get(backend)
+    if reader is None:
+        raise _err(path, record, "frames.backend", f"unknown backend {backend!r} (decord | pyav)", "bad_config")
+    fps = float(frame_setting(frames_cfg, "fps") or source.fps)
+    try:
+        native, n, read = reader(path, int(frame_setting(frames_cfg, "threads")))
+    except FrameError:
+        raise
+    except Exception as e:  # noqa: BLE001 - decoder errors carry C++ traces; keep their first line
+        raise _err(path, record, "video", f"unreadable video ({_first_line(e)})", "bad_video") from None
+    if not native or native <= 0 or n <= 0:
+        raise _err(path, record, "video", f"no decodable frames (fps={native}, frames={n})", "bad_video")
+    try:
+        times, fps, span = plan(source.start, source.end, n / native, fps, _even_cap(frames_cfg),
+                                float(frame_setting(frames_cfg, "span_tolerance_s")))
+    except ValueError as e:
+        raise _err(path, record, "start/end", str(e), "bad_span") from None
+    indices = [min(n - 1, math.floor(t * native + 0.5)) for t in times]
+    try:
+        frames = read(indices)
+    except FrameError:
+        raise
+    except Exception as e:  # noqa: BLE001 - same: any decoder failure becomes one clear line
+        raise _err(path, record, "video", f"decoding failed ({_first_line(e)})", "bad_video") from None
+    max_pixels = frame_setting(frames_cfg, "max_pixels")
+    if max_pixels and frames.shape[1] * frames.shape[2] > max_pixels:
+        frames = np.stack([np.asarray(cap_pixels(Image.fromarray(f), max_pixels)) for f in frames])
+    clip = Clip(np.ascontiguousarray(frames, dtype=np.uint8), fps, times, indices, span, backend=backend,
+                source_fps=native)
+    return fix_odd(clip, frame_setting(frames_cfg, "odd_frames"))
+
+
+def _decord_reader(path: str, threads: int):
+    import decord
+
+    vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=threads)
+    return float(vr.get_avg_fps()), len(vr), lambda idx: vr.get_batch(idx).asnumpy()
+
+
+def _pyav_reader(path: str, threads: int):
+    import av
+
+    container = av.open(path)
+    stream = container.streams.video[0]
+    stream.codec_context.thread_count = threads  # 0 = FFmpeg's choice, as decord's num_threads
+    stream.thread_type = "AUTO"
+    native = float(stream.average_rate or stream.guessed_rate or 0)
+    base = stream.time_base
+    t0 = stream.start_time or 0
+    if stream.frames:
+        n = stream.frames
+    else:
+        dur = float(stream.duration * base) if stream.duration else (container.duration or 0) / 1e6
+        n = round(dur * native)
+
+    def read(indices: list[int]) -> np.ndarray:
+        wanted = sorted(set(indices))
+        got: dict[int, np.ndarray] = {}
+        last = None
+        try:
+            # seek to the key frame before the first wanted frame, then decode forward
+            container.seek(t0 + int(wanted[0] / native / base), stream=stream, backward=True, any_frame=False)
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                idx = math.floor(float((frame.pts - t0) * base) * native + 0.5)
+                if idx in wanted:
+                    got[idx] = frame.to_ndarray(format="rgb24")
+                last = (idx, frame)
+                if idx >= wanted[-1]:
+                    break
+        finally:
+            container.close()
+        for i in wanted:  # a frame count from the header can overshoot by one: reuse the last frame
+            if i not in got and last is not None and i > last[0]:
+                got[i] = last[1].to_ndarray(format="rgb24")
+        missing = [i for i in wanted if i not in got]
+        if missing:
+            raise RuntimeError(f"frames {missing[:5]} not found while decoding")
+        return np.stack([got[i] for i in indices])
+
+    return native, n, read
+
+
+# ---------------------------------------------------------------- shared
+
+def _even_cap(frames_cfg: Any) -> int:
+    cap = int(frame_setting(frames_cfg, "max_frames"))
+    if cap < 1:
+        raise ValueError(f"frames.max_frames must be >= 1, got {cap}")
+    # padding an odd count must not exceed the cap
+    return max(1, cap - cap % 2) if frame_setting(frames_cfg, "odd_frames") == "pad" and cap > 1 else cap
+
+
+def fix_odd(clip: Clip, mode: str) -> Clip:
+    t = clip.num_frames
+    if t % 2 == 0 or mode == "keep":
+        return clip
+    if mode == "drop" and t > 1:
+        clip.frames, clip.timestamps, clip.indices = clip.frames[:-1], clip.timestamps[:-1], clip.indices[:-1]
+        return clip
+    if mode not in ("pad", "drop"):
+        raise ValueError(f"frames.odd_frames must be pad, drop or keep, got {mode!r}")
+    clip.frames = np.concatenate([clip.frames, clip.frames[-1:]])
+    clip.timestamps = clip.timestamps + clip.timestamps[-1:]
+    clip.indices = clip.indices + clip.indices[-1:]
+    clip.padded = 1
+    return clip
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__

@@ -1,0 +1,99 @@
+"""CloseQA / OpenQA prompts and SFT targets, worded by `conf/prompt/*.yaml`.
+
+Messages carry a bare `{"type": "video"}` block before the text; the frames travel separately
+(processor `videos=` + `video_metadata=`). Blocks never carry None-valued keys: Qwen's chat
+template treats any block with a `video` key as a video (stack trap 6).
+"""
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from egoadapt.data.load import DataError, Problem, cfg_get
+from egoadapt.data.schema import Sample
+
+QA = Literal["closeqa", "openqa"]
+PLACEHOLDER = re.compile(r"\{(question|options|fps_line|time_hint|original_fps|sampling_fps)\}")
+DEFAULT_PROMPT = Path(__file__).resolve().parents[2] / "conf" / "prompt" / "default.yaml"
+
+
+@lru_cache(maxsize=1)
+def default_prompt_cfg() -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.load(DEFAULT_PROMPT)
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    lines = []
+    for line in template.splitlines():
+        filled = PLACEHOLDER.sub(lambda m: values[m.group(1)], line)
+        if not filled.strip() and PLACEHOLDER.fullmatch(line.strip()):
+            continue  # a placeholder line that came out empty
+        lines.append(filled)
+    return "\n".join(lines).strip()
+
+
+def asks_for_time(sample: Sample, prompt_cfg: Any) -> bool:
+    qtype = sample.question_type.lower()
+    return any(t.lower() in qtype for t in cfg_get(prompt_cfg, "time_hint_types", []))
+
+
+def prompt_text(sample: Sample, qa: QA, prompt_cfg: Any = None, sampling_fps: float | None = None) -> str:
+    cfg = prompt_cfg if prompt_cfg is not None else default_prompt_cfg()
+    if qa not in ("closeqa", "openqa"):
+        raise ValueError(f"qa must be closeqa or openqa, got {qa!r}")
+    if qa == "closeqa" and not sample.options:
+        raise DataError(Problem(sample.meta.get("file", ""), sample.id, "options", "CloseQA needs options"))
+    fps = sampling_fps if sampling_fps is not None else sample.frame_source.fps
+    values = {"question": sample.question, "options": "\n".join(sample.lettered_options),
+              "sampling_fps": _num(fps), "original_fps": _num(sample.original_fps) if sample.original_fps else "",
+              "time_hint": cfg_get(cfg, "time_hint", "") if asks_for_time(sample, cfg) else ""}
+    fps_tpl = cfg_get(cfg, "fps_line" if sample.original_fps else "fps_line_no_original", "")
+    values["fps_line"] = PLACEHOLDER.sub(lambda m: values.get(m.group(1), ""), fps_tpl)
+    return _fill(cfg_get(cfg, qa), values)
+
+
+def build_messages(sample: Sample, qa: QA, prompt_cfg: Any = None, sampling_fps: float | None = None) -> list[dict]:
+    """Chat messages: [system?], user [{"type": "video"}, {"type": "text", ...}].
+
+    `sampling_fps`: the clip's real rate when frame caps lowered it (Clip.fps); default the sample's.
+    """
+    cfg = prompt_cfg if prompt_cfg is not None else default_prompt_cfg()
+    messages = []
+    system = cfg_get(cfg, "system")
+    if system:
+        messages.append({"role": "system", "content": [{"type": "text", "text": str(system)}]})
+    messages.append({"role": "user", "content": [
+        {"type": "video"},
+        {"type": "text", "text": prompt_text(sample, qa, cfg, sampling_fps)},
+    ]})
+    return messages
+
+
+def target_text(sample: Sample, qa: QA, prompt_cfg: Any = None) -> str:
+    """The JSON answer the model should emit (SFT target): {"prediction": ..., "reason": ...}."""
+    cfg = prompt_cfg if prompt_cfg is not None else default_prompt_cfg()
+    if qa == "closeqa":
+        if not sample.answer_letter:
+            raise DataError(Problem(sample.meta.get("file", ""), sample.id, "correct_option_letter",
+                                    "no answer letter: load an answers file (data.answers=FILE)"))
+        prediction = sample.answer_letter
+    else:
+        if not sample.answer_text:
+            raise DataError(Problem(sample.meta.get("file", ""), sample.id, "answer_text",
+                                    "no answer text: load an answers file (data.answers=FILE)"))
+        prediction = sample.answer_text
+    mode = cfg_get(cfg, "target_reason", "detailed")
+    reason = {"detailed": sample.detailed_answer or sample.answer_text or "",
+              "answer": sample.answer_text or "", "none": ""}.get(mode)
+    if reason is None:
+        raise ValueError(f"prompt.target_reason must be detailed, answer or none, got {mode!r}")
+    return json.dumps({"prediction": prediction, "reason": reason}, ensure_ascii=False)
