@@ -92,10 +92,12 @@ def peft_config(model_cfg: Any):
     from peft import LoraConfig
 
     targets = cfg_get(lora, "target_modules", "all-linear")
+    exclude = list(cfg_get(lora, "exclude_modules", []) or [])
+    if cfg_get(model_cfg, "freeze_vision", False):
+        exclude = r".*visual.*"  # a frozen vision tower gets no adapters either (regex, as PEFT takes it)
     return LoraConfig(
         r=int(cfg_get(lora, "r", 16)), lora_alpha=int(cfg_get(lora, "alpha", 32)),
         lora_dropout=float(cfg_get(lora, "dropout", 0.05)), task_type="CAUSAL_LM",
         target_modules=targets if isinstance(targets, str) else list(targets),
-        # the vision tower stays out of LoRA unless named explicitly
-        exclude_modules=list(cfg_get(lora, "exclude_modules", [])) or None,
+        exclude_modules=exclude or None,
     )

@@ -103,7 +103,8 @@ def build_processor(tokenizer):
     limits = dict(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, patch_size=14, temporal_patch_size=2, merge_size=2)
     return Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(**limits),
-        video_processor=Qwen2VLVideoProcessor(**limits),
+        # per-frame pixel cap as in Qwen's reference (qwen-vl-utils); transformers' default from v5.22
+        video_processor=Qwen2VLVideoProcessor(**limits, cap_pixels_per_frame=True),
         tokenizer=tokenizer,
         chat_template=tokenizer.chat_template,
     )

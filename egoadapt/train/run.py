@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from accelerate import PartialState
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("egoadapt.train")
@@ -91,23 +92,18 @@ def preflight(cfg: DictConfig) -> None:
 
 
 def train_samples(cfg: DictConfig, out: Path):
-    """Load the data, apply (or make and save) the split manifest, return the train side."""
-    from egoadapt.data.load import load_samples
-    from egoadapt.data.split import load_split, make_manifest, write_manifest
+    """Load the data, apply (or make) the split manifest, save it in the run folder, return the train side."""
+    from egoadapt.data.split import build_split, load_split, write_manifest
 
-    samples = load_samples(cfg.data)
     manifest_path = out / "split.json"
-    given = cfg.split.get("manifest")
-    if given:
-        manifest = json.loads(Path(given).read_text())
-    elif manifest_path.exists():  # resume: keep the split the run started with
-        manifest = json.loads(manifest_path.read_text())
-    else:
-        manifest = make_manifest(samples, cfg.split.protocol, seed=int(cfg.split.seed),
-                                 test_fraction=float(cfg.split.get("test_fraction", 0.3)),
-                                 test_domain=cfg.split.get("test_domain"))
-    write_manifest(manifest, manifest_path)
-    side = load_split(manifest_path, samples, "train")
+    split_cfg = cfg.split
+    if manifest_path.exists() and not split_cfg.get("manifest"):  # resume: keep the split the run started with
+        split_cfg = OmegaConf.merge(split_cfg, {"manifest": str(manifest_path)})
+    manifest, pool = build_split(cfg.data, split_cfg)
+    if PartialState().is_main_process:
+        write_manifest(manifest, manifest_path)
+    PartialState().wait_for_everyone()
+    side = load_split(manifest_path, pool, "train")
     limit = cfg.data.get("train_limit")
     return side[: int(limit)] if limit else side
 
@@ -140,7 +136,7 @@ def build_engine(cfg: DictConfig, video, out: Path, world_size: int):
         return HFEngine(video, sampling)
     if engine == "vllm_colocate":
         return VLLMColocateEngine(video, sampling, str(cfg.model.path),
-                                  OmegaConf.to_container(cfg.rollout.get("engine_kwargs") or {}), world_size)
+                                  OmegaConf.to_container(cfg.rollout.engine_kwargs) if cfg.rollout.get("engine_kwargs") else {}, world_size)
     if engine == "vllm_server":
         return VLLMServerEngine(video, sampling, cfg.rollout.base_url, cfg.rollout.get("model") or str(cfg.model.path),
                                 Path(cfg.rollout.get("weights_dir") or out / "rollout_weights"))
@@ -154,7 +150,6 @@ def last_checkpoint(out: Path) -> str | None:
 
 
 def run(cfg: DictConfig, out: Path) -> Path:
-    from accelerate import PartialState
     from transformers import set_seed
 
     from egoadapt.data.cache import InputCache
@@ -175,7 +170,8 @@ def run(cfg: DictConfig, out: Path) -> Path:
     video = VideoInputs(samples, processor, cfg.frames, cfg.prompt, cache=cache)
     args = trl_config_class(cfg.algorithm)(**trainer_kwargs(cfg, out))
     dataset = build_dataset(samples, video, qa=cfg.data.get("qa", "close"), with_target=cfg.algorithm == "sft")
-    log.info("%s on %d rows (%d samples) -> %s", cfg.algorithm.upper(), len(dataset), len(samples), out)
+    log.info("%s on %d rows (%d samples), process %d of %d -> %s", cfg.algorithm.upper(), len(dataset), len(samples),
+             state.process_index, state.num_processes, out)
 
     if cfg.algorithm == "sft":
         from trl import SFTTrainer

@@ -1,0 +1,296 @@
+"""`egoadapt score predictions=FILE data.annotations=FILE [data.answers=FILE] mode=official|training out=DIR`
+
+Scores a predictions JSONL (`{"id", "output"[, "qa": "close"|"open"]}` per line, `output`
+the model's raw text) with the same code GRPO uses for rewards
+(`egoadapt.rewards.scoring.score_outputs`), prints a summary and writes, atomically:
+
+    DIR/scores.jsonl      one line per prediction: id, qa, prediction, format_ok, correct,
+                          reward, method, issue, mark, judge_status, domain, category, ...
+    DIR/summary.json      accuracy overall / per QA type / per domain / category / question
+                          type, format-violation rate, issue and method counts, judge counters
+    DIR/score_config.yaml the composed config (the judge key's variable name only)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from egoadapt.data.schema import Sample
+from egoadapt.rewards.judge import Judge, settings_dict
+from egoadapt.rewards.scoring import MODES, Score, ScoringConfig, Target, score_outputs
+
+log = logging.getLogger(__name__)
+
+QA_TYPES = ("close", "open")
+MAX_REPORTED_ERRORS = 10
+
+
+class ScoreInputError(ValueError):
+    """Bad predictions or references, with messages naming file, line and field."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    id: str
+    output: str
+    qa: str | None  # None: close if the sample has options, else open
+    line: int
+
+
+def read_predictions(path: str | os.PathLike) -> list[Prediction]:
+    """Parse and check a predictions JSONL; every bad line is reported (first 10) in one error."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ScoreInputError(f"{path}: predictions file not found")
+    errors: list[str] = []
+    preds: list[Prediction] = []
+    first_line: dict[tuple[str, str | None], int] = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{n}"
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                errors.append(f"{where}: invalid JSON ({e.msg} at column {e.colno})")
+                continue
+            if not isinstance(rec, dict):
+                errors.append(f"{where}: expected a JSON object, got {type(rec).__name__}")
+                continue
+            rid, output, qa = rec.get("id"), rec.get("output"), rec.get("qa")
+            if rid is None:
+                errors.append(f"{where}: missing field 'id'")
+                continue
+            if isinstance(rid, bool) or not isinstance(rid, (str, int)):
+                errors.append(f"{where}: field 'id' must be a string or an integer, got {type(rid).__name__}")
+                continue
+            if "output" not in rec:
+                errors.append(f"{where}: missing field 'output'")
+                continue
+            if not isinstance(output, str):
+                errors.append(f"{where}: field 'output' must be a string, got {type(output).__name__}")
+                continue
+            if qa is not None and qa not in QA_TYPES:
+                errors.append(f"{where}: field 'qa' must be 'close' or 'open', got {qa!r}")
+                continue
+            key = (str(rid), qa)
+            if key in first_line:
+                errors.append(f"{where}: field 'id': duplicate prediction for id {rid!r}"
+                              f"{f' (qa={qa})' if qa else ''}, first at line {first_line[key]}")
+                continue
+            first_line[key] = n
+            preds.append(Prediction(str(rid), output, qa, n))
+    _raise_if(errors)
+    return preds
+
+
+def _raise_if(errors: list[str]) -> None:
+    if errors:
+        more = f"\n... and {len(errors) - MAX_REPORTED_ERRORS} more" if len(errors) > MAX_REPORTED_ERRORS else ""
+        raise ScoreInputError("\n".join(errors[:MAX_REPORTED_ERRORS]) + more)
+
+
+def targets_for(preds: Sequence[Prediction], samples: Mapping[str, Sample], source: str) -> list[Target]:
+    """The reference of every prediction; unknown ids and missing answers are errors."""
+    errors, targets = [], []
+    for p in preds:
+        s = samples.get(p.id)
+        if s is None:
+            errors.append(f"{source}:{p.line}: field 'id': {p.id!r} is not in the annotations")
+            continue
+        qa = p.qa or ("close" if s.options else "open")
+        if qa == "close" and (not s.options or s.answer_letter is None):
+            errors.append(f"{source}:{p.line}: id {p.id!r} has no options or answer letter to score CloseQA "
+                          "(pass data.answers=FILE?)")
+            continue
+        if qa == "open" and not s.answer_text:
+            errors.append(f"{source}:{p.line}: id {p.id!r} has no answer_text to score OpenQA "
+                          "(pass data.answers=FILE?)")
+            continue
+        targets.append(Target.from_sample(s, qa))
+    _raise_if(errors)
+    return targets
+
+
+def score_records(
+    preds: Sequence[Prediction],
+    samples: Mapping[str, Sample],
+    scoring: ScoringConfig,
+    judge: Judge | None = None,
+    chunk_size: int = 256,
+    source: str = "<predictions>",
+) -> list[dict[str, Any]]:
+    """One scores.jsonl row per prediction (reusable by in-process evaluation)."""
+    targets = targets_for(preds, samples, source)
+    rows: list[dict[str, Any]] = []
+    chunk_size = max(1, int(chunk_size))
+    for start in range(0, len(preds), chunk_size):
+        chunk = range(start, min(start + chunk_size, len(preds)))
+        scores = score_outputs([preds[i].output for i in chunk], [targets[i] for i in chunk], scoring, judge)
+        for i, sc in zip(chunk, scores):
+            rows.append(_row(preds[i], samples[preds[i].id], targets[i], sc))
+        if len(preds) > chunk_size:
+            log.info("scored %d/%d", len(rows), len(preds))
+    return rows
+
+
+def _row(p: Prediction, s: Sample, t: Target, sc: Score) -> dict[str, Any]:
+    return {
+        "id": p.id, "qa": sc.qa, "prediction": sc.prediction, "format_ok": sc.format_ok,
+        "correct": sc.correct, "reward": sc.reward, "method": sc.method, "issue": sc.issue,
+        "mark": sc.mark, "judge_status": sc.judge_status,
+        "answer": t.answer_letter if sc.qa == "close" else t.answer_text,
+        "domain": s.domain, "dataset": s.dataset, "category": s.category, "question_type": s.question_type,
+        "question_id": s.question_id,
+    }
+
+
+# --------------------------------------------------------------------------- summary
+
+def _block(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    n = len(rows)
+    correct = sum(bool(r["correct"]) for r in rows)
+    block: dict[str, Any] = {
+        "n": n,
+        "correct": correct,
+        "accuracy": correct / n if n else None,
+        "mean_reward": sum(r["reward"] for r in rows) / n if n else None,
+        "format_violation_rate": sum(not r["format_ok"] for r in rows) / n if n else None,
+    }
+    for key in ("domain", "category", "question_type"):
+        groups: dict[str, list[bool]] = defaultdict(list)
+        for r in rows:
+            groups[r[key] or "(none)"].append(bool(r["correct"]))
+        block[f"by_{key}"] = {g: {"n": len(v), "accuracy": sum(v) / len(v)} for g, v in sorted(groups.items())}
+    block["issues"] = dict(sorted(Counter(r["issue"] for r in rows if r["issue"]).items()))
+    block["methods"] = dict(sorted(Counter(r["method"] for r in rows).items()))
+    return block
+
+
+def summarize(rows: list[dict[str, Any]], mode: str, judge: Judge | None = None,
+              n_samples: int | None = None) -> dict[str, Any]:
+    overall = _block(rows)
+    summary: dict[str, Any] = {
+        "mode": mode,
+        "n": overall["n"],
+        "accuracy": overall["accuracy"],
+        "format_violation_rate": overall["format_violation_rate"],
+        "counts": {qa: sum(r["qa"] == qa for r in rows) for qa in QA_TYPES},
+        "overall": overall,
+    }
+    for qa in QA_TYPES:
+        sub = [r for r in rows if r["qa"] == qa]
+        if sub:
+            summary[qa] = _block(sub)
+    if n_samples is not None:
+        summary["counts"]["samples_without_prediction"] = max(0, n_samples - len({r["id"] for r in rows}))
+    statuses = Counter(r["judge_status"] for r in rows if r["judge_status"])
+    summary["judge"] = {
+        "settings": settings_dict(judge),
+        "counters": judge.counters if judge else None,
+        "statuses": dict(sorted(statuses.items())),
+        "unjudged": statuses.get("unjudged", 0),
+    }
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.1f}"
+
+    lines = [(f"mode: {summary['mode']}   predictions: {summary['n']}   "
+              f"accuracy: {pct(summary['accuracy'])}%   format violations: {pct(summary['format_violation_rate'])}%"),
+             "", "| group | n | accuracy % |", "|---|---|---|"]
+    for qa in QA_TYPES:
+        if qa not in summary:
+            continue
+        b = summary[qa]
+        lines.append(f"| {qa}QA | {b['n']} | {pct(b['accuracy'])} |")
+        for key in ("domain", "category"):
+            for g, v in b[f"by_{key}"].items():
+                lines.append(f"| {qa} · {g} | {v['n']} | {pct(v['accuracy'])} |")
+    j = summary["judge"]
+    if j["counters"]:
+        c = j["counters"]
+        lines.append(f"\njudge: calls {c['calls']}, cache hits {c['cache_hits']}, failures {c['failures']}, "
+                     f"unparsable {c['unparsable']}, budget exhausted {c['budget_exhausted']}")
+    if j["unjudged"]:
+        lines.append(f"\n{j['unjudged']} OpenQA answers needed a judge and had none (scored incorrect): "
+                     "add judge=vllm_local or judge=qwen_max")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- files
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write via a temporary file in the same folder and rename: readers never see half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonl(rows: Iterable[Mapping[str, Any]]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+def _load_samples(data_cfg: Any) -> list[Sample]:
+    from egoadapt.data.load import load_samples
+
+    return load_samples(data_cfg)
+
+
+# --------------------------------------------------------------------------- command
+
+def main(cfg: Any) -> int:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from egoadapt.data.load import DataError
+
+    if cfg.mode not in MODES:
+        print(f"egoadapt score: mode must be one of {', '.join(MODES)}, got {cfg.mode!r}", file=sys.stderr)
+        return 2
+    try:
+        preds = read_predictions(cfg.predictions)
+        samples = {s.id: s for s in _load_samples(cfg.data)}
+        scoring = ScoringConfig.from_mapping(OmegaConf.to_container(cfg.reward, resolve=True), mode=cfg.mode)
+        judge = Judge.from_config(cfg.judge)
+    except (ScoreInputError, DataError, ValueError, OmegaConfBaseException) as e:
+        print(f"egoadapt score: {e}", file=sys.stderr)
+        return 2
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        rows = score_records(preds, samples, scoring, judge, cfg.get("chunk_size", 256), str(cfg.predictions))
+        summary = summarize(rows, cfg.mode, judge, n_samples=len(samples))
+    except ScoreInputError as e:
+        print(f"egoadapt score: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if judge is not None:
+            judge.close()
+    summary["predictions"] = os.path.abspath(cfg.predictions)
+    write_atomic(out / "scores.jsonl", _jsonl(rows))
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(out / "score_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    print(format_summary(summary))
+    print(f"\nwrote {out / 'scores.jsonl'} and {out / 'summary.json'}")
+    return 0

@@ -1,0 +1,477 @@
+"""LLM judge for OpenQA over any OpenAI-compatible chat endpoint (vLLM, DashScope, ...).
+
+One `Judge` per process. `judge_many` scores a batch with at most `concurrency` requests
+in flight, each with a timeout, retried with exponential backoff on transport errors,
+429 and 5xx. Verdicts are cached on disk (JSONL, appended under flock, so several
+processes can share one file) keyed by everything that determines the verdict. A call
+budget caps spending. Whatever goes wrong, a request ends as a `Verdict` with a finite
+mark: failures, unparsable replies and budget exhaustion get `fallback_mark`, are
+counted, and are logged without the API key. Nothing here raises after construction.
+
+The key is read from the environment variable *named* in the config (`api_key_env`);
+only the name is ever stored. It is redacted from every message this module logs.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from egoadapt.rewards.parse import first_json_object, first_python_dict
+
+log = logging.getLogger(__name__)
+
+# The EgoCross judge prompt (question, short and detailed reference, prediction -> mark 0-5).
+DEFAULT_PROMPT = """\
+You are an intelligent chatbot designed for evaluating the correctness of AI assistant \
+predictions for question-answer pairs. Your task is to compare the predicted answer with the \
+ground truth and decide whether the predicted answer is correct.
+##INSTRUCTIONS:
+- Focus on the factual accuracy and semantic equivalence of the predicted answer with the ground truth.
+- Consider uncertain predictions, such as 'it is impossible to answer the question from the \
+video', as incorrect, unless the ground truth answer also says that.
+Please evaluate the following video-based question-answer pair:
+Question: {question}
+Correct ground truth: {answer}
+Detailed ground truth: {detailed_answer}
+Predicted Answer: {prediction}
+Provide your evaluation as a score, an integer between 0 (fully wrong) and 5 (fully \
+correct); the middle scores give the degree of correctness. Reply with only a JSON object \
+with these fields:
+{"mark": 4, "reason": "why this score"}
+"""
+
+PLACEHOLDERS = ("question", "answer", "detailed_answer", "prediction")
+_PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
+MAX_MARK = 5.0
+MAX_RESPONSE_BYTES = 1_000_000  # a judge reply is a few hundred bytes; refuse floods
+
+# Statuses of a verdict. Only "ok" verdicts are cached.
+OK, CACHED, DEDUPED, FAILED, UNPARSABLE, BUDGET = "ok", "cached", "deduped", "failed", "unparsable", "budget_exhausted"
+
+
+@dataclass(frozen=True)
+class JudgeRequest:
+    question: str
+    reference: str  # answer_text
+    detailed_reference: str  # detailed_answer ("" if none)
+    prediction: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    mark: float  # always finite, in [0, 5]
+    status: str  # ok | cached | deduped | failed | unparsable | budget_exhausted
+    reason: str = ""
+
+    @property
+    def judged(self) -> bool:
+        """The mark came from the judge (now or from the cache), not from the fallback."""
+        return self.status in (OK, CACHED, DEDUPED)
+
+
+@dataclass
+class JudgeSettings:
+    base_url: str
+    model: str
+    api_key_env: str | None = "EGOADAPT_JUDGE_API_KEY"
+    prompt: str = DEFAULT_PROMPT
+    prompt_version: str = "egocross-judge-v1"
+    temperature: float = 0.01
+    top_p: float = 0.9
+    max_tokens: int = 512
+    concurrency: int = 8
+    timeout_s: float = 60.0  # wall clock per request (each attempt)
+    connect_timeout_s: float = 10.0
+    retries: int = 3  # extra attempts after the first, for transport errors, 408/409/429/5xx
+    backoff_s: float = 1.0
+    backoff_max_s: float = 30.0
+    unparsable_retries: int = 0  # extra attempts when the reply holds no readable mark
+    cache_path: str | None = None
+    max_calls: int | None = None  # HTTP requests this Judge may send (None: unlimited)
+    fallback_mark: float = 0.0
+    extra_body: dict[str, Any] = field(default_factory=dict)  # merged into each request body
+
+    def __post_init__(self) -> None:
+        missing = [p for p in ("answer", "prediction") if "{" + p + "}" not in self.prompt]
+        if missing:
+            raise ValueError(f"judge prompt lacks placeholder(s) {missing}; it has {{question}}, "
+                             "{answer}, {detailed_answer}, {prediction} to fill")
+        if not (0 <= self.fallback_mark <= MAX_MARK):
+            raise ValueError(f"fallback_mark must be in [0, {MAX_MARK}], got {self.fallback_mark}")
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+
+    @classmethod
+    def from_mapping(cls, cfg: Mapping[str, Any]) -> JudgeSettings:
+        if "api_key" in cfg:  # never accept a key in config: it would end up on disk
+            raise ValueError("put the judge API key in an environment variable and name it in api_key_env")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(cfg) - known - {"enabled", "name"})
+        if unknown:
+            raise ValueError(f"unknown judge setting(s): {unknown}; known: {sorted(known)}")
+        kwargs = {k: v for k, v in cfg.items() if k in known}
+        kwargs["extra_body"] = dict(kwargs.get("extra_body") or {})
+        return cls(**kwargs)
+
+
+def render_prompt(template: str, request: JudgeRequest) -> str:
+    """Fill the placeholders in one pass, so a prediction containing "{answer}" stays literal
+    (sequential str.replace would paste the reference into the prediction)."""
+    values = {
+        "question": request.question,
+        "answer": request.reference,
+        "detailed_answer": request.detailed_reference,
+        "prediction": request.prediction,
+    }
+    return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
+
+
+_MARK_RE = re.compile(r"""["']?mark["']?\s*[:=]\s*["']?(-?\d+(?:\.\d+)?)""", re.IGNORECASE)
+
+
+def parse_verdict(text: Any) -> tuple[float, str] | None:
+    """(mark, reason) from a judge reply, or None when it holds no mark in [0, 5]."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    obj, _ = first_json_object(text)
+    if obj is None or "mark" not in obj:
+        obj, _ = first_python_dict(text)
+    raw: Any = None
+    reason = ""
+    if isinstance(obj, dict) and "mark" in obj:
+        raw = obj.get("mark")
+        reason = str(obj.get("reason", "") or "")
+    else:  # e.g. the template's `"mark": 4,  # comment` copied verbatim, which is not JSON
+        m = _MARK_RE.search(text[:20_000])
+        raw = m.group(1) if m else None
+    if isinstance(raw, bool) or raw is None:
+        return None
+    try:
+        mark = float(raw)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(mark) or not (0.0 <= mark <= MAX_MARK):
+        return None
+    return mark, reason[:2000]
+
+
+# --------------------------------------------------------------------------- cache
+
+
+class VerdictCache:
+    """Append-only JSONL of verdicts, shared by threads and processes.
+
+    Each record is one line written with a single `write` under an exclusive flock; a
+    miss re-reads whatever other processes appended since the last read. A torn last line
+    (a crash mid-write) is skipped.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(os.path.expanduser(str(path)))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._marks: dict[str, tuple[float, str]] = {}
+        self._offset = 0
+        with self._lock:
+            self._refresh()
+
+    def _refresh(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        end = data.rfind(b"\n") + 1  # only complete lines
+        for line in data[:end].splitlines():
+            try:
+                rec = json.loads(line)
+                self._marks[rec["key"]] = (float(rec["mark"]), str(rec.get("reason", "")))
+            except (ValueError, KeyError, TypeError):
+                continue
+        self._offset += end
+
+    def get(self, key: str) -> tuple[float, str] | None:
+        with self._lock:
+            hit = self._marks.get(key)
+            if hit is None:
+                self._refresh()
+                hit = self._marks.get(key)
+            return hit
+
+    def put(self, key: str, mark: float, reason: str, meta: Mapping[str, Any]) -> None:
+        line = json.dumps({"key": key, "mark": mark, "reason": reason, **meta}, ensure_ascii=False) + "\n"
+        data = line.encode("utf-8")
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                os.write(fd, data)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+            self._marks[key] = (mark, reason)
+
+    def __len__(self) -> int:
+        return len(self._marks)
+
+
+# --------------------------------------------------------------------------- judge
+
+
+class _Budget(Exception):
+    pass
+
+
+class _Failure(Exception):
+    pass
+
+
+_COUNTERS = ("requests", "calls", "cache_hits", "deduped", "judged", "failures", "unparsable",
+             "budget_exhausted", "retries", "fallbacks")
+
+
+class Judge:
+    """Thread-safe; create one per process and reuse it (it owns a connection pool and threads)."""
+
+    def __init__(self, settings: JudgeSettings):
+        self.settings = settings
+        self._key = os.environ.get(settings.api_key_env, "") if settings.api_key_env else ""
+        if settings.api_key_env and not self._key:
+            # fine for a local vLLM; a hosted API will answer 401 (counted and logged as failures)
+            log.info("judge: environment variable %s is not set; sending no API key", settings.api_key_env)
+        headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
+        s = settings
+        self._client = httpx.Client(
+            base_url=s.base_url.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(s.timeout_s, connect=min(s.connect_timeout_s, s.timeout_s)),
+            limits=httpx.Limits(max_connections=s.concurrency, max_keepalive_connections=s.concurrency),
+        )
+        self._pool = ThreadPoolExecutor(max_workers=s.concurrency, thread_name_prefix="judge")
+        self._cache = VerdictCache(s.cache_path) if s.cache_path else None
+        self._lock = threading.Lock()
+        self._counters = dict.fromkeys(_COUNTERS, 0)
+        self._logged: dict[str, int] = {}
+        self._template_hash = hashlib.sha256(s.prompt.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Judge | None:
+        """A Judge from a Hydra `judge` node; None for `judge: none` (empty or enabled: false)."""
+        if cfg is None:
+            return None
+        try:
+            from omegaconf import DictConfig, OmegaConf
+
+            if isinstance(cfg, DictConfig):
+                cfg = OmegaConf.to_container(cfg, resolve=True)
+        except ImportError:  # pragma: no cover - omegaconf is a dependency
+            pass
+        cfg = dict(cfg)
+        if not cfg or cfg.get("enabled") is False or not cfg.get("base_url"):
+            return None
+        return cls(JudgeSettings.from_mapping(cfg))
+
+    # -- public -------------------------------------------------------------------------
+
+    @property
+    def counters(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counters)
+
+    def key(self, request: JudgeRequest) -> str:
+        """Cache key: everything that determines the verdict, never the API key."""
+        s = self.settings
+        ident = [s.model, s.prompt_version, self._template_hash, s.temperature, s.top_p, s.max_tokens,
+                 request.question, request.reference, request.detailed_reference, request.prediction]
+        return hashlib.sha256(json.dumps(ident, ensure_ascii=False).encode()).hexdigest()
+
+    def judge(self, request: JudgeRequest) -> Verdict:
+        return self.judge_many([request])[0]
+
+    def judge_many(self, requests: Iterable[JudgeRequest]) -> list[Verdict]:
+        """One verdict per request, in order. Identical requests cost one call."""
+        requests = list(requests)
+        self._count("requests", len(requests))
+        keys = [self.key(r) for r in requests]
+        verdicts: list[Verdict | None] = [None] * len(requests)
+        first_of: dict[str, int] = {}
+        todo: list[int] = []
+        for i, k in enumerate(keys):
+            hit = self._cache.get(k) if self._cache else None
+            if hit is not None:
+                self._count("cache_hits")
+                verdicts[i] = Verdict(hit[0], CACHED, hit[1])
+            elif k in first_of:
+                self._count("deduped")
+            else:
+                first_of[k] = i
+                todo.append(i)
+        futures = {i: self._pool.submit(self._judge_one, requests[i], keys[i]) for i in todo}
+        for i, fut in futures.items():
+            try:
+                verdicts[i] = fut.result()
+            except Exception as e:  # noqa: BLE001 - a bug here must not kill training
+                verdicts[i] = self._fallback(FAILED, f"internal error {type(e).__name__}: {e}")
+        for i, k in enumerate(keys):
+            if verdicts[i] is None:
+                src = verdicts[first_of[k]]
+                verdicts[i] = Verdict(src.mark, DEDUPED if src.judged else src.status, src.reason)
+        return verdicts  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._client.close()
+
+    def __enter__(self) -> Judge:  # noqa: PYI034
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:  # the key stays out of reprs and tracebacks
+        s = self.settings
+        return f"Judge(model={s.model!r}, base_url={s.base_url!r}, prompt_version={s.prompt_version!r})"
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._counters[name] += n
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key else text
+
+    def _warn(self, kind: str, message: str) -> None:
+        # First few of each kind, then every 100th: a dead server must not flood the log.
+        with self._lock:
+            n = self._logged[kind] = self._logged.get(kind, 0) + 1
+        if n <= 5 or n % 100 == 0:
+            log.warning("judge %s (#%d): %s", kind, n, self._redact(message))
+
+    def _fallback(self, status: str, message: str) -> Verdict:
+        self._count({FAILED: "failures", UNPARSABLE: "unparsable", BUDGET: "budget_exhausted"}[status])
+        self._count("fallbacks")
+        self._warn(status, f"{message}; using fallback mark {self.settings.fallback_mark}")
+        return Verdict(float(self.settings.fallback_mark), status, "")
+
+    def _reserve_call(self) -> None:
+        with self._lock:
+            cap = self.settings.max_calls
+            if cap is not None and self._counters["calls"] >= cap:
+                raise _Budget()
+            self._counters["calls"] += 1
+
+    def _backoff(self, attempt: int, retry_after: str | None = None) -> None:
+        s = self.settings
+        delay = min(s.backoff_max_s, s.backoff_s * (2 ** attempt)) * (0.5 + random.random() / 2)
+        if retry_after:
+            try:
+                delay = max(delay, min(float(retry_after), s.backoff_max_s))
+            except ValueError:
+                pass
+        time.sleep(delay)
+
+    def _request(self, body: dict) -> tuple[int, httpx.Headers, bytes]:
+        """One POST under a wall-clock deadline of timeout_s. httpx's own timeouts bound
+        each socket operation, not the request, and a starved thread can find a late reply
+        waiting; a reply that lands after the deadline counts as a timeout here."""
+        deadline = time.monotonic() + self.settings.timeout_s
+        with self._client.stream("POST", "/chat/completions", json=body) as resp:
+            raw = bytearray()
+            for chunk in resp.iter_bytes():
+                raw += chunk
+                if len(raw) > MAX_RESPONSE_BYTES:
+                    raise httpx.ReadError(f"response larger than {MAX_RESPONSE_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    break
+            if time.monotonic() > deadline:
+                raise httpx.ReadTimeout(f"no complete reply within timeout_s={self.settings.timeout_s}")
+            return resp.status_code, resp.headers, bytes(raw)
+
+    def _post(self, prompt: str) -> str:
+        """The reply text of one chat completion, with retries. Raises _Failure or _Budget."""
+        s = self.settings
+        body = {
+            "model": s.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "max_tokens": s.max_tokens,
+            **s.extra_body,
+        }
+        last = "no attempt"
+        for attempt in range(s.retries + 1):
+            if attempt:
+                self._count("retries")
+            self._reserve_call()
+            retry_after = None
+            try:
+                status, headers, raw = self._request(body)
+            except httpx.TransportError as e:  # connect refused, timeouts, resets, deadline
+                last = f"{type(e).__name__}: {e}"
+            else:
+                text = raw[:200].decode("utf-8", "replace")
+                if status == 200:
+                    try:
+                        content = json.loads(raw)["choices"][0]["message"]["content"]
+                    except (ValueError, KeyError, IndexError, TypeError) as e:
+                        last = f"malformed response body ({type(e).__name__}): {text!r}"
+                    else:
+                        return content if isinstance(content, str) else ""
+                elif status in (408, 409, 429) or status >= 500:
+                    last = f"HTTP {status}: {text!r}"
+                    retry_after = headers.get("retry-after")
+                else:  # 400/401/403/404...: retrying will not help
+                    raise _Failure(f"HTTP {status}: {text!r}")
+            if attempt < s.retries:
+                self._backoff(attempt, retry_after)
+        raise _Failure(f"gave up after {s.retries + 1} attempts; last error: {last}")
+
+    def _judge_one(self, request: JudgeRequest, key: str) -> Verdict:
+        s = self.settings
+        prompt = render_prompt(s.prompt, request)
+        reply = ""
+        for _ in range(s.unparsable_retries + 1):
+            try:
+                reply = self._post(prompt)
+            except _Budget:
+                return self._fallback(BUDGET, f"call budget of {s.max_calls} spent")
+            except _Failure as e:
+                return self._fallback(FAILED, str(e))
+            parsed = parse_verdict(reply)
+            if parsed is not None:
+                mark, reason = parsed
+                self._count("judged")
+                if self._cache is not None:
+                    try:
+                        self._cache.put(key, mark, reason, {"model": s.model, "prompt_version": s.prompt_version})
+                    except OSError as e:
+                        self._warn("cache_write", f"{type(e).__name__}: {e}")
+                return Verdict(mark, OK, reason)
+        return self._fallback(UNPARSABLE, f"no mark in reply {reply[:200]!r}")
+
+
+def settings_dict(judge: Judge | None) -> dict[str, Any] | None:
+    """What a run may record about its judge (no key, only the variable's name)."""
+    if judge is None:
+        return None
+    d = asdict(judge.settings)
+    d.pop("prompt", None)
+    d["prompt_sha"] = judge._template_hash
+    return d
