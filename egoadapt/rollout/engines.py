@@ -151,7 +151,10 @@ class VLLMColocateEngine(RolloutEngine):
 
         weights = list(iter_weights(trainer.model_wrapped, trainer.accelerator))
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True})
+        # cached KV blocks and vision-encoder outputs were computed with the old weights
         self.llm.reset_prefix_cache()
+        self.llm.llm_engine.reset_encoder_cache()
+        self.llm.reset_mm_cache()
 
 
 class VLLMServerEngine(RolloutEngine):
@@ -189,8 +192,7 @@ class VLLMServerEngine(RolloutEngine):
         body = {"model": self.model, "messages": chat, "max_tokens": s["max_tokens"], "temperature": s["temperature"],
                 "top_p": s.get("top_p", 1.0), "logprobs": True, "return_token_ids": True,
                 "skip_special_tokens": False, "stop_token_ids": self.eos_ids,
-                "logit_bias": {str(t): -100 for t in self.banned},
-                "mm_processor_kwargs": {"fps": float(self.video.vision(sid)["fps"])}}
+                "logit_bias": {str(t): -100 for t in self.banned}}
         if s.get("top_k"):
             body["top_k"] = s["top_k"]
         r = self.http.post(f"{self.base_url}/chat/completions", json=body)
@@ -223,7 +225,8 @@ class VLLMServerEngine(RolloutEngine):
             raise RuntimeError("the vLLM server has no /collective_rpc: start it with VLLM_SERVER_DEV_MODE=1 "
                                "(launch/vllm_server.sh does)")
         r.raise_for_status()
-        self.http.post(f"{self.root}/reset_prefix_cache")
+        for cache in ("reset_prefix_cache", "reset_encoder_cache", "reset_mm_cache"):  # computed with old weights
+            self.http.post(f"{self.root}/{cache}").raise_for_status()
 
     def close(self):
         self.http.close()
