@@ -60,6 +60,17 @@ class ScoringConfig:
         return cls(**values)
 
 
+_QA_ALIASES = {"close": "close", "closeqa": "close", "open": "open", "openqa": "open"}
+
+
+def normalize_qa(qa: Any) -> str:
+    """close | open (also accepts the prompt names closeqa / openqa, any case)."""
+    try:
+        return _QA_ALIASES[str(qa).strip().lower()]
+    except KeyError:
+        raise ValueError(f"qa must be 'close' or 'open', got {qa!r}") from None
+
+
 def _strip_letter_prefix(options: Sequence[Any]) -> tuple[str, ...]:
     """["A: 4", "B: 3"] -> ("4", "3"); plain option texts pass through."""
     texts = [str(o) for o in options]
@@ -84,7 +95,7 @@ class Target:
     def from_sample(cls, sample: Any, qa: str = "close") -> Target:
         """From an `egoadapt.data.schema.Sample`."""
         return cls(
-            qa=qa, answer_letter=sample.answer_letter, answer_text=sample.answer_text,
+            qa=normalize_qa(qa), answer_letter=sample.answer_letter, answer_text=sample.answer_text,
             options=tuple(sample.options), question=sample.question,
             detailed_answer=sample.detailed_answer, category=sample.category,
             question_type=sample.question_type,
@@ -101,9 +112,9 @@ class Target:
             idx = LETTERS.find(str(letter).strip().upper())
             if 0 <= idx < len(options):
                 answer_text = options[idx]
-        qa = row.get("qa") or ("close" if (options and letter) else "open")
+        qa = normalize_qa(row.get("qa") or ("close" if (options and letter) else "open"))
         return cls(
-            qa=str(qa), answer_letter=None if letter is None else str(letter),
+            qa=qa, answer_letter=None if letter is None else str(letter),
             answer_text=None if answer_text is None else str(answer_text), options=options,
             question=str(row.get("question") or ""), detailed_answer=row.get("detailed_answer"),
             category=str(row.get("category") or ""), question_type=str(row.get("question_type") or ""),
@@ -242,7 +253,9 @@ def score_outputs(
     pending: list[tuple[int, JudgeRequest]] = []
     for i, (out, t) in enumerate(zip(outputs, targets)):
         text = out if isinstance(out, str) else ("" if out is None else str(out))
-        parsed = parse_answer(text, t.options or None, "open" if t.qa == "open" else "close")
+        if t.qa not in ("close", "open"):
+            raise ValueError(f"target {i}: qa must be 'close' or 'open', got {t.qa!r}")
+        parsed = parse_answer(text, t.options or None, t.qa)
         result = rule(text, t, cfg, parsed)
         if isinstance(result, tuple):
             score, request = result
