@@ -98,7 +98,16 @@ def run_recipe(target: str, rest: list[str]) -> int:
         result["rc"] = fn(cfg)
 
     argv = sys.argv
-    sys.argv = ["egoadapt", f"hydra.searchpath=[file://{CONF_DIR}]", *overrides]
+    # Hydra's own flags (-m, --cfg job, ...) go before the overrides, or argparse rejects them
+    flags, plain, args = [], [], iter(overrides)
+    for a in args:
+        if a in ("--cfg", "-c", "--package", "-p", "--info"):
+            flags += [a, next(args, "job")]
+        elif a.startswith("-"):
+            flags.append(a)
+        else:
+            plain.append(a)
+    sys.argv = ["egoadapt", *flags, f"hydra.searchpath=[file://{CONF_DIR}]", *plain]
     try:
         hydra.main(config_path=str(RECIPES_DIR), config_name=name, version_base="1.3")(task)()
     finally:
