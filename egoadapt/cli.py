@@ -7,6 +7,7 @@ a primary config `conf/<config>.yaml` composed with the user's Hydra overrides
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from pathlib import Path
 
@@ -30,7 +31,15 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
                  "SFT or GRPO from a recipe (recipe=NAME out=DIR key=value ...; -m for sweeps)"),
     ("score",): ("egoadapt.eval.score:main", "score",
                  "score a predictions JSONL (predictions=FILE data.annotations=FILE mode=official|training out=DIR)"),
+    ("eval",): ("egoadapt.eval.run:main", "eval",
+                "generate, score and tabulate a checkpoint (checkpoint=PATH data.annotations=FILE backend=hf|vllm out=DIR)"),
+    ("compare",): ("egoadapt.eval.compare:main", "compare",
+                   "compare evaluations or rank a sweep (DIR... out=DIR [metric=NAME])"),
+    ("demo",): ("egoadapt.demo:main", "demo",
+                "the whole study on synthetic data, CPU only (demo=full|ci out=DIR)"),
 }
+# Commands whose bare arguments (no `=`) are a list: `compare a b` -> `runs=['a','b']`.
+POSITIONAL: dict[tuple[str, ...], str] = {("compare",): "runs"}
 
 
 class UsageError(SystemExit):
@@ -59,6 +68,25 @@ def split_command(argv: list[str]) -> tuple[tuple[str, ...], list[str]]:
             return tuple(words), argv[len(words):]
     known = sorted({w[0] for w in COMMANDS})
     raise UsageError(f"unknown command {' '.join(words) or '(none)'!r}; known: {', '.join(known)}")
+
+
+def positional_overrides(words: tuple[str, ...], rest: list[str]) -> list[str]:
+    """Gather the bare arguments of a POSITIONAL command into one quoted Hydra list override."""
+    key = POSITIONAL.get(words)
+    bare = [a for a in rest if "=" not in a and not a.startswith("-")] if key else []
+    if not bare:
+        return rest
+    if any(a.split("=", 1)[0].lstrip("+~") == key for a in rest if "=" in a):
+        raise UsageError(f"give {key} either as bare arguments or as {key}=[...], not both")
+    quoted = ",".join(_hydra_quote(a) for a in bare)
+    return [a for a in rest if "=" in a or a.startswith("-")] + [f"{key}=[{quoted}]"]
+
+
+def _hydra_quote(s: str) -> str:
+    """A Hydra single-quoted string: backslashes are literal except before a quote (or the
+    closing quote), where they are doubled; quotes are escaped."""
+    s = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, s)
+    return "'" + s.replace("'", "\\'") + "'"
 
 
 def compose(config_name: str, overrides: list[str]) -> DictConfig:
@@ -126,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     words, rest = split_command(argv)
+    rest = positional_overrides(words, rest)
     target, config_name, help_ = COMMANDS[words]
     if config_name == RECIPE and not ({"-h", "--help"} & set(rest)):
         return run_recipe(target, rest)
