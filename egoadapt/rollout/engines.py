@@ -12,6 +12,7 @@ takes images but no video.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -72,8 +73,8 @@ class HFEngine(RolloutEngine):
     name = "hf"
 
     def generate(self, prompts, sample_ids, prompt_ids, trainer):
-        from trl.models.utils import unwrap_model_for_generation
-
+        """`trainer`: the GRPO trainer (its model is unwrapped for generation), or a plain
+        model (evaluation)."""
         pad = self.video.tokenizer.pad_token_id
         width = max(len(p) for p in prompt_ids)
         input_ids = torch.full((len(prompt_ids), width), pad, dtype=torch.long)
@@ -83,19 +84,27 @@ class HFEngine(RolloutEngine):
             attention[i, width - len(ids):] = 1
         inputs = {"input_ids": input_ids, "attention_mask": attention,
                   "mm_token_type_ids": self.video.mm_token_type_ids(input_ids), **self.video.collate(sample_ids)}
-        device = trainer.accelerator.device
+        plain = isinstance(trainer, torch.nn.Module)
+        device = next(trainer.parameters()).device if plain else trainer.accelerator.device
         inputs = {k: v.to(device) for k, v in inputs.items()}
         s = self.sampling
         kwargs = dict(max_new_tokens=s["max_tokens"], do_sample=s["temperature"] > 0, pad_token_id=pad,
                       eos_token_id=self.eos_ids, suppress_tokens=self.banned)
         if s["temperature"] > 0:
             kwargs.update(temperature=s["temperature"], top_p=s.get("top_p", 1.0), top_k=s.get("top_k") or 0)
-        with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
-                                         gather_deepspeed3_params=trainer.args.ds3_gather_for_generation) as model, \
-                torch.no_grad():
+        with _generation_model(trainer) as model, torch.no_grad():
             out = model.generate(**inputs, **kwargs)
         completions = out[:, width:].cpu().tolist()
         return [cut_at_eos(c, self.eos_ids, self.banned) for c in completions], None
+
+
+def _generation_model(trainer):
+    if isinstance(trainer, torch.nn.Module):
+        return contextlib.nullcontext(trainer)
+    from trl.models.utils import unwrap_model_for_generation
+
+    return unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
+                                       gather_deepspeed3_params=trainer.args.ds3_gather_for_generation)
 
 
 class VLLMColocateEngine(RolloutEngine):

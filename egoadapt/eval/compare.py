@@ -1,0 +1,489 @@
+"""`egoadapt compare DIR... out=DIR`: evaluations side by side, or a sweep ranked.
+
+Evaluations (folders written by `egoadapt eval`: results.json + scores.jsonl) are
+compared cell by cell (the table of `egoadapt.eval.report`) against the first one:
+each run's accuracy with its interval, and for every other run the delta to the first
+with a paired-bootstrap interval and p-value over the questions both answered. Runs
+evaluated on different split manifests (different hash) are refused unless
+`allow_mismatched_splits=true`: their numbers would not measure the same thing.
+
+A Hydra multirun folder (`egoadapt train -m ...` then an evaluation per job) is ranked
+by `metric`, its swept values as columns. Convention: job N lives in `<folder>/N/` with
+`.hydra/overrides.yaml`; its evaluation is `<folder>/N/<eval_subdir>/results.json`
+(eval_subdir defaults to `eval`, i.e. `egoadapt eval ... out=<folder>/N/eval`), or else
+the single results.json found anywhere inside the job folder.
+
+Writes compare.{json,csv,md}, accuracy_by_domain.png and accuracy_by_task.png (and for
+sweeps sweep.{json,csv,md}), each atomically.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from egoadapt.eval.report import (
+    ALL,
+    KEY_FIELDS,
+    category_order,
+    find_row,
+    key_str,
+    pct,
+    row_key,
+    select,
+)
+from egoadapt.eval.score import write_atomic
+from egoadapt.eval.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, paired_bootstrap
+
+log = logging.getLogger(__name__)
+
+QA_NAMES = {"close": "CloseQA", "open": "OpenQA", ALL: "both QA types"}
+SIGNIFICANCE = 0.05
+
+
+class CompareError(ValueError):
+    pass
+
+
+@dataclass
+class Evaluation:
+    label: str
+    path: Path
+    results: dict[str, Any]
+    scores: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def split_hash(self) -> str:
+        return str((self.results.get("split") or {}).get("hash"))
+
+
+def load_evaluation(path: str | os.PathLike, label: str | None = None) -> Evaluation:
+    p = Path(path)
+    folder = p.parent if p.name == "results.json" else p
+    results_path = folder / "results.json"
+    if not results_path.is_file():
+        raise CompareError(f"{folder}: no results.json (not an `egoadapt eval` folder, or the evaluation "
+                           "did not finish)")
+    try:
+        results = json.loads(results_path.read_text(encoding="utf-8"))
+        table = results["table"]
+        if not isinstance(table, list):
+            raise TypeError("table is not a list")
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise CompareError(f"{results_path}: not an evaluation results file ({e})") from None
+    scores = []
+    scores_path = folder / "scores.jsonl"
+    if scores_path.is_file():
+        scores = [json.loads(line) for line in scores_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        log.warning("%s: no scores.jsonl: deltas without paired intervals", folder)
+    return Evaluation(label or folder.name, folder, results, scores)
+
+
+def default_labels(paths: Sequence[Path]) -> list[str]:
+    """Folder names; the shortest path suffix that tells them apart when names repeat."""
+    parts = [p.resolve().parts for p in paths]
+    for depth in range(1, max(len(x) for x in parts) + 1):
+        labels = ["/".join(x[-depth:]) for x in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [f"{i}:{p}" for i, p in enumerate(paths)]
+
+
+def check_splits(evals: Sequence[Evaluation], allow_mismatch: bool) -> bool:
+    """True when every run used the same split; raises on a mismatch unless allowed."""
+    hashes = {e.split_hash for e in evals}
+    if len(hashes) <= 1:
+        return True
+    detail = "; ".join(f"{e.label}: {e.split_hash[:12]} ({(e.results.get('split') or {}).get('manifest') or 'all'})"
+                       for e in evals)
+    if not allow_mismatch:
+        raise CompareError(f"the evaluations used different splits ({detail}). Their accuracies are not comparable; "
+                           "re-evaluate on one manifest, or pass allow_mismatched_splits=true")
+    log.warning("comparing evaluations made on different splits (%s)", detail)
+    return False
+
+
+# --------------------------------------------------------------------------- the comparison
+
+def _paired(base: Evaluation, other: Evaluation, key: tuple[str, ...], n_resamples: int, seed: int,
+            confidence: float) -> dict[str, Any]:
+    qa, domain, category, stat = key
+    a_rows = select(base.scores, qa, domain, category)
+    b_by = {(str(r["id"]), r["qa"]): r for r in select(other.scores, qa, domain, category)}
+    pairs = [(r, b_by[(str(r["id"]), r["qa"])]) for r in a_rows if (str(r["id"]), r["qa"]) in b_by]
+    a = [float(bool(x["correct"])) for x, _ in pairs]
+    b = [float(bool(y["correct"])) for _, y in pairs]
+    strata = [x.get("domain") or "(none)" for x, _ in pairs] if stat == "macro" else None
+    return paired_bootstrap(a, b, strata, n_resamples=n_resamples, seed=seed, key=f"{other.label}|{key_str(key)}",
+                            confidence=confidence).to_dict()
+
+
+def compare(evals: Sequence[Evaluation], *, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+            confidence: float = DEFAULT_CONFIDENCE, same_split: bool = True) -> dict[str, Any]:
+    """compare.json: runs, baseline, bootstrap settings and one row per cell of the baseline's
+    table: {qa, domain, category, stat, n, runs: {label: {accuracy, ci_low, ci_high, n}},
+    deltas: {label: {delta, delta_ci_low, delta_ci_high, p_value, n_paired}}} (no delta for
+    the baseline; `delta` is on the paired questions, so it equals the difference of the
+    accuracies when both runs answered the same questions)."""
+    if not evals:
+        raise CompareError("nothing to compare: give evaluation folders (egoadapt compare DIR... out=DIR)")
+    base = evals[0]
+    rows = []
+    for brow in base.results["table"]:
+        key = row_key(brow)
+        row: dict[str, Any] = dict(zip(KEY_FIELDS, key))
+        row.update(n=brow["n"], runs={}, deltas={})
+        for e in evals:
+            r = find_row(e.results["table"], key)
+            row["runs"][e.label] = None if r is None else {k: r.get(k) for k in ("accuracy", "ci_low", "ci_high", "n")}
+            if e is base:
+                continue
+            if base.scores and e.scores:
+                row["deltas"][e.label] = _paired(base, e, key, n_resamples, seed, confidence)
+            else:  # no per-question scores: the plain difference, without a paired test
+                d = None if r is None or brow["accuracy"] is None or r["accuracy"] is None else \
+                    r["accuracy"] - brow["accuracy"]
+                row["deltas"][e.label] = {"n_paired": 0, "delta": d, "delta_ci_low": None, "delta_ci_high": None,
+                                          "p_value": None}
+        rows.append(row)
+    return {
+        "runs": [{"label": e.label, "path": str(e.path), "split_hash": e.split_hash,
+                  "checkpoint": e.results.get("config", {}).get("checkpoint"),
+                  "backend": e.results.get("config", {}).get("backend"),
+                  "mode": e.results.get("config", {}).get("mode")} for e in evals],
+        "baseline": base.label,
+        "same_split": same_split,
+        "bootstrap": {"resamples": n_resamples, "seed": seed, "confidence": confidence,
+                      "method": "paired percentile bootstrap over questions both runs answered; macro rows "
+                                "resample within domains; two-sided p for delta = 0"},
+        "table": rows,
+    }
+
+
+# --------------------------------------------------------------------------- rendering
+
+def signed_pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:+.1f}"
+
+
+def _acc(r: Mapping[str, Any] | None) -> str:
+    if not r or r.get("accuracy") is None:
+        return "-"
+    return f"{pct(r['accuracy'])} [{pct(r['ci_low'])}, {pct(r['ci_high'])}]"
+
+
+def _delta(d: Mapping[str, Any] | None) -> str:
+    if not d or d.get("delta") is None:
+        return "-"
+    if d.get("p_value") is None:
+        return signed_pct(d["delta"])
+    star = " *" if d["p_value"] < SIGNIFICANCE else ""
+    return (f"{signed_pct(d['delta'])} [{signed_pct(d['delta_ci_low'])}, {signed_pct(d['delta_ci_high'])}] "
+            f"p={d['p_value']:.3f}{star}")
+
+
+def compare_markdown(result: Mapping[str, Any]) -> str:
+    labels = [r["label"] for r in result["runs"]]
+    base, others = labels[0], labels[1:]
+    table = result["table"]
+    conf = round(100 * result["bootstrap"]["confidence"])
+    split = (f"split `{result['runs'][0]['split_hash'][:12]}` for every run" if result["same_split"]
+             else "**different splits** (allowed by allow_mismatched_splits=true): deltas are not comparable")
+    lines = [f"# Comparison: {' vs '.join(labels)}", "",
+             (f"{split}. Accuracy in % [{conf}% bootstrap interval]; Δ: points vs `{base}` on the questions both "
+              f"answered, [{conf}% paired-bootstrap interval], p (two-sided); * p < {SIGNIFICANCE}.")]
+    qas = [q for q in ("close", "open") if any(r["qa"] == q for r in table)]
+    if len(qas) > 1:
+        qas.append(ALL)
+    domains = sorted({r["domain"] for r in table if r["domain"] != ALL})
+    cats = category_order({r["category"] for r in table if r["category"] != ALL})
+    groups = [("overall (micro)", ALL, ALL, "micro"), ("overall (macro over domains)", ALL, ALL, "macro")]
+    groups += [(f"domain: {d}", d, ALL, "micro") for d in domains]
+    groups += [(f"task: {c}", ALL, c, "micro") for c in cats]
+    header = "| group | n | " + " | ".join([base] + [x for o in others for x in (o, f"Δ {o}")]) + " |"
+    for qa in qas:
+        lines += ["", f"## {QA_NAMES[qa]}", "", header, "|---|---|" + "---|" * (1 + 2 * len(others))]
+        for label, d, c, stat in groups:
+            row = next((r for r in table if (r["qa"], r["domain"], r["category"], r["stat"]) == (qa, d, c, stat)), None)
+            if row is None:
+                continue
+            cells = [_acc(row["runs"].get(base))]
+            for o in others:
+                cells += [_acc(row["runs"].get(o)), _delta(row["deltas"].get(o))]
+            lines.append(f"| {label} | {row['n']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def compare_csv(result: Mapping[str, Any]) -> str:
+    labels = [r["label"] for r in result["runs"]]
+    fields = [*KEY_FIELDS, "n"]
+    for i, lab in enumerate(labels):
+        fields += [f"{lab}.accuracy", f"{lab}.ci_low", f"{lab}.ci_high", f"{lab}.n"]
+        if i:
+            fields += [f"{lab}.delta", f"{lab}.delta_ci_low", f"{lab}.delta_ci_high", f"{lab}.p_value",
+                       f"{lab}.n_paired"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    for r in result["table"]:
+        flat = {k: r[k] for k in (*KEY_FIELDS, "n")}
+        for lab in labels:
+            for k, v in (r["runs"].get(lab) or {}).items():
+                flat[f"{lab}.{k}"] = v
+            for k, v in (r["deltas"].get(lab) or {}).items():
+                flat[f"{lab}.{k}"] = v
+        w.writerow({k: "" if flat.get(k) is None else flat.get(k) for k in fields})
+    return buf.getvalue()
+
+
+def plot(result: Mapping[str, Any], out: Path) -> list[Path]:
+    """Grouped bars (one per run, with its interval) per domain and per task family."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    table = result["table"]
+    labels = [r["label"] for r in result["runs"]]
+    qas = [q for q in ("close", "open") if any(r["qa"] == q for r in table)]
+    written = []
+    for name, field_, groups in (
+        ("accuracy_by_domain.png", "domain", sorted({r["domain"] for r in table if r["domain"] != ALL})),
+        ("accuracy_by_task.png", "category", category_order({r["category"] for r in table if r["category"] != ALL})),
+    ):
+        xs = ["overall", *groups]
+        panel_width = max(5.0, 0.3 * len(xs) * len(labels) + 2.0)
+        fig, axes = plt.subplots(1, len(qas), figsize=(panel_width * len(qas), 4.2), squeeze=False)
+        width = 0.8 / len(labels)
+        for ax, qa in zip(axes[0], qas):
+            for i, lab in enumerate(labels):
+                vals, lo, hi = [], [], []
+                for g in xs:
+                    key = {"qa": qa, "domain": ALL, "category": ALL, "stat": "micro"}
+                    if g != "overall":
+                        key[field_] = g
+                    row = next((r for r in table if all(r[k] == v for k, v in key.items())), None)
+                    run = (row or {}).get("runs", {}).get(lab) or {}
+                    acc = run.get("accuracy")
+                    vals.append(100 * acc if acc is not None else np.nan)
+                    lo.append(100 * (acc - run["ci_low"]) if acc is not None and run.get("ci_low") is not None else 0)
+                    hi.append(100 * (run["ci_high"] - acc) if acc is not None and run.get("ci_high") is not None else 0)
+                pos = np.arange(len(xs)) + (i - (len(labels) - 1) / 2) * width
+                ax.bar(pos, vals, width, yerr=[lo, hi], capsize=2, label=lab)
+            ax.set_xticks(np.arange(len(xs)), xs, rotation=25, ha="right")
+            ax.set_ylim(0, 100)
+            ax.set_ylabel("accuracy %")
+            ax.set_title(f"{QA_NAMES[qa]} by {'task family' if field_ == 'category' else 'domain'}")
+            ax.grid(axis="y", alpha=0.3)
+        handles, names = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="upper center", ncol=min(len(labels), 6), fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0, 1, 0.92))  # room for the legend above the panels
+        path = out / name
+        tmp = out / f".{name}.tmp.png"
+        fig.savefig(tmp, dpi=110)
+        plt.close(fig)
+        os.replace(tmp, path)
+        written.append(path)
+    return written
+
+
+# --------------------------------------------------------------------------- sweeps
+
+def is_multirun(path: Path) -> bool:
+    if not path.is_dir() or (path / "results.json").exists():
+        return False
+    return (path / "multirun.yaml").exists() or any((d / ".hydra" / "overrides.yaml").is_file()
+                                                    for d in path.iterdir() if d.is_dir())
+
+
+def parse_overrides(path: Path) -> dict[str, str]:
+    import yaml
+
+    items = yaml.safe_load(path.read_text()) or []
+    out = {}
+    for it in items:
+        k, _, v = str(it).partition("=")
+        out[k.lstrip("+~")] = v
+    return out
+
+
+def job_results(job: Path, eval_subdir: str) -> Path | None:
+    preferred = job / eval_subdir / "results.json"
+    if preferred.is_file():
+        return preferred
+    found = sorted(p for p in job.rglob("results.json") if ".hydra" not in p.parts)
+    if len(found) > 1:
+        raise CompareError(f"{job}: several results.json ({', '.join(str(p.relative_to(job)) for p in found)}); "
+                           f"put the job's evaluation in {job.name}/{eval_subdir}/ or set eval_subdir=")
+    return found[0] if found else None
+
+
+def load_sweep(folder: Path, eval_subdir: str = "eval") -> tuple[list[tuple[str, dict[str, str], Evaluation]],
+                                                                  list[str]]:
+    """([(job, overrides, evaluation)] in job order, [jobs without an evaluation])."""
+    jobs, missing = [], []
+    dirs = [d for d in folder.iterdir() if d.is_dir() and (d / ".hydra" / "overrides.yaml").is_file()]
+    for d in sorted(dirs, key=lambda d: (0, int(d.name), "") if d.name.isdigit() else (1, 0, d.name)):
+        res = job_results(d, eval_subdir)
+        if res is None:
+            missing.append(d.name)
+            continue
+        jobs.append((d.name, parse_overrides(d / ".hydra" / "overrides.yaml"), load_evaluation(res.parent,
+                                                                                              f"job {d.name}")))
+    if missing:
+        log.warning("%s: no evaluation in jobs %s (expected <job>/%s/results.json)", folder, missing, eval_subdir)
+    if not jobs:
+        raise CompareError(f"{folder}: no job has an evaluation (expected <job>/{eval_subdir}/results.json: run "
+                           f"`egoadapt eval ... out={folder}/<job>/{eval_subdir}`)")
+    return jobs, missing
+
+
+METRIC_FIELDS = {"accuracy": ("micro", "accuracy"), "macro_accuracy": ("macro", "accuracy"),
+                 "format_violation_rate": ("micro", "format_violation_rate")}
+
+
+def metric_row(metric: str) -> tuple[tuple[str, str, str, str], str]:
+    """(table row key, field) of a metric name: [close.|open.]accuracy | macro_accuracy |
+    format_violation_rate, or QA/DOMAIN/CATEGORY/STAT (accuracy of that row)."""
+    if metric.count("/") == 3:
+        return tuple(metric.split("/")), "accuracy"  # type: ignore[return-value]
+    qa, name = ALL, metric
+    for q in ("close", "open", ALL):
+        for sep in (".", "_"):
+            if metric.startswith(q + sep) and metric[len(q) + 1:] in METRIC_FIELDS:
+                qa, name = q, metric[len(q) + 1:]
+    if name not in METRIC_FIELDS:
+        names = [f"{p}{n}" for p in ("", "close.", "open.") for n in METRIC_FIELDS]
+        raise CompareError(f"metric={metric!r}: choose one of {', '.join(names)}, or a table row "
+                           "QA/DOMAIN/CATEGORY/STAT such as close/surgery/all/micro")
+    stat, field_ = METRIC_FIELDS[name]
+    return (qa, ALL, ALL, stat), field_
+
+
+def rank_sweep(jobs: Sequence[tuple[str, dict[str, str], Evaluation]], metric: str) -> dict[str, Any]:
+    """sweep.json: metric, order, swept keys, and the jobs best first."""
+    key, field_ = metric_row(metric)
+    ascending = field_ == "format_violation_rate"
+    keys = sorted({k for _, o, _ in jobs for k in o})
+    swept = [k for k in keys if len({o.get(k) for _, o, _ in jobs}) > 1] or keys
+    rows = []
+    for job, overrides, ev in jobs:
+        r = find_row(ev.results["table"], key)
+        s = ev.results.get("summary", {})
+        rows.append({"job": job, "path": str(ev.path), "overrides": {k: overrides.get(k) for k in swept},
+                     "metric": None if r is None else r.get(field_),
+                     "ci_low": None if r is None or field_ != "accuracy" else r.get("ci_low"),
+                     "ci_high": None if r is None or field_ != "accuracy" else r.get("ci_high"),
+                     "n": None if r is None else r.get("n"),
+                     **{k: s.get(k) for k in ("accuracy", "macro_accuracy", "close_accuracy", "open_accuracy")}})
+    rows.sort(key=lambda r: (r["metric"] is None, (r["metric"] or 0) * (1 if ascending else -1)))
+    for i, r in enumerate(rows, 1):
+        r["rank"] = i
+    return {"metric": metric, "row": key_str(key), "field": field_, "ascending": ascending, "swept": swept,
+            "jobs": rows}
+
+
+def sweep_markdown(sweep: Mapping[str, Any], folder: Path, missing: Sequence[str]) -> str:
+    swept = sweep["swept"]
+    order = "lower is better" if sweep["ascending"] else "higher is better"
+    lines = [f"# Sweep {folder}: ranked by {sweep['metric']} ({sweep['row']}, {order})", "",
+             "| rank | job | " + " | ".join(swept) + f" | {sweep['metric']} % | CI | accuracy % | macro % |",
+             "|---|---|" + "---|" * (len(swept) + 4)]
+    for r in sweep["jobs"]:
+        ci = "-" if r["ci_low"] is None else f"[{pct(r['ci_low'])}, {pct(r['ci_high'])}]"
+        lines.append(f"| {r['rank']} | {r['job']} | " + " | ".join(str(r["overrides"].get(k)) for k in swept)
+                     + f" | {pct(r['metric'])} | {ci} | {pct(r['accuracy'])} | {pct(r['macro_accuracy'])} |")
+    if missing:
+        lines += ["", f"Jobs without an evaluation: {', '.join(missing)}"]
+    return "\n".join(lines) + "\n"
+
+
+def sweep_csv(sweep: Mapping[str, Any]) -> str:
+    fields = ["rank", "job", *sweep["swept"], "metric", "ci_low", "ci_high", "n", "accuracy", "macro_accuracy",
+              "close_accuracy", "open_accuracy", "path"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    for r in sweep["jobs"]:
+        flat = {**{k: v for k, v in r.items() if k != "overrides"}, **r["overrides"]}
+        w.writerow({k: "" if flat.get(k) is None else flat.get(k) for k in fields})
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- command
+
+def config(*overrides: str) -> Any:
+    """conf/compare.yaml composed with Hydra overrides (`runs=[a,b]`, `out=DIR`, ...), for `run`."""
+    from egoadapt.cli import compose
+
+    return compose("compare", list(overrides))
+
+
+def run(cfg: Any) -> dict[str, Any]:
+    """The whole command from Python; returns compare.json's content (with `sweep` for sweeps)."""
+    runs = [Path(str(r)) for r in (cfg.get("runs") or [])]
+    if not runs:
+        raise CompareError("give evaluation folders: egoadapt compare DIR DIR... out=DIR (or runs=[...])")
+    if not cfg.get("out") or str(cfg.get("out")) == "???":
+        raise CompareError("out=DIR is required")
+    for r in runs:
+        if not r.exists():
+            raise CompareError(f"{r}: no such folder")
+    out = Path(str(cfg.out))
+    b = cfg.get("bootstrap") or {}
+    stats_kw = {"n_resamples": int(b.get("resamples", DEFAULT_RESAMPLES)), "seed": int(b.get("seed", 0)),
+                "confidence": float(b.get("confidence", DEFAULT_CONFIDENCE))}
+    sweep, missing = None, []
+    if any(is_multirun(r) for r in runs):
+        if len(runs) > 1:
+            raise CompareError("give one multirun folder, or several evaluation folders, not both")
+        jobs, missing = load_sweep(runs[0], str(cfg.get("eval_subdir") or "eval"))
+        sweep = rank_sweep(jobs, str(cfg.get("metric") or "accuracy"))
+        evals = [ev for _, _, ev in jobs]
+    else:
+        labels = list(cfg.get("labels") or []) or default_labels(runs)
+        if len(labels) != len(runs):
+            raise CompareError(f"{len(labels)} labels for {len(runs)} runs")
+        if len(set(labels)) != len(labels):
+            raise CompareError(f"labels must differ, got {labels}")
+        evals = [load_evaluation(r, lab) for r, lab in zip(runs, labels)]
+    same = check_splits(evals, bool(cfg.get("allow_mismatched_splits")))
+    result = compare(evals, same_split=same, **stats_kw)
+    out.mkdir(parents=True, exist_ok=True)
+    if sweep is not None:
+        result["sweep"] = sweep
+        write_atomic(out / "sweep.csv", sweep_csv(sweep))
+        write_atomic(out / "sweep.md", sweep_markdown(sweep, runs[0], missing))
+        write_atomic(out / "sweep.json", json.dumps({**sweep, "folder": str(runs[0]), "missing": missing},
+                                                    indent=2) + "\n")
+    write_atomic(out / "compare.csv", compare_csv(result))
+    write_atomic(out / "compare.md", compare_markdown(result))
+    if cfg.get("plots", True):
+        result["plots"] = [str(p) for p in plot(result, out)]
+    write_atomic(out / "compare.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    return result
+
+
+def main(cfg: Any) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result = run(cfg)
+    except CompareError as e:
+        print(f"egoadapt compare: {e}", file=sys.stderr)
+        return 2
+    out = Path(str(cfg.out))
+    if "sweep" in result:
+        print((out / "sweep.md").read_text())
+    print((out / "compare.md").read_text())
+    print(f"wrote {out}/compare.json, compare.csv, compare.md" + (", sweep.*" if "sweep" in result else "")
+          + (", plots" if result.get("plots") else ""))
+    return 0

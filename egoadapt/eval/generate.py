@@ -1,0 +1,251 @@
+"""Batched greedy generation for evaluation, written to predictions.jsonl as it goes.
+
+`PredictionsLog` is the resumable file: one JSON object per finished (id, qa), appended
+and flushed (fsync) after every batch, so a killed run loses at most the batch in flight.
+On reopen, an incomplete last line (the process died mid-write) is cut off; every other
+line must parse. `generate_predictions` asks the backend only for items not yet in the
+file.
+
+Backends wrap the rollout engines in `egoadapt.rollout.engines`, so evaluation sees the
+same frames, prompts and token handling as training: `hf` (transformers generate on a
+plain model) and `vllm` (a colocated in-process vLLM engine on the checkpoint).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from egoadapt.data.schema import Sample
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("hf", "vllm")
+QA_MODES = {"close": ("close",), "open": ("open",), "both": ("close", "open")}
+
+
+class EvalError(ValueError):
+    """A problem with an evaluation's inputs or folder, in words a user can act on."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One question asked one way."""
+
+    id: str
+    qa: str  # close | open
+
+
+def eval_items(samples: Sequence[Sample], qa: str = "both") -> list[Item]:
+    """CloseQA items first, then OpenQA (similar prompt lengths batch together); samples
+    without options have no CloseQA item."""
+    if qa not in QA_MODES:
+        raise EvalError(f"qa={qa!r}: choose close, open or both")
+    return [Item(s.id, q) for q in QA_MODES[qa] for s in samples if q == "open" or s.options]
+
+
+# --------------------------------------------------------------------------- predictions file
+
+class PredictionsLog:
+    """predictions.jsonl: `{"id", "qa", "output", ...timing}` per line, appended per batch."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def load(self) -> dict[Item, dict[str, Any]]:
+        """Finished items (first line wins); repairs a torn last line in place."""
+        if not self.path.exists():
+            return {}
+        data = self.path.read_bytes()
+        end = len(data) if data.endswith(b"\n") else data.rfind(b"\n") + 1
+        lines = data[:end].split(b"\n")[:-1] if end else []
+        done: dict[Item, dict[str, Any]] = {}
+        for n, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw)
+                item = Item(str(rec["id"]), str(rec["qa"]))
+                str(rec["output"])
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+                if n == len(lines):  # a last line written only in part: drop it and regenerate
+                    end -= len(raw) + 1
+                    break
+                raise EvalError(f"{self.path}:{n}: not a predictions line ({type(e).__name__}); fix or delete "
+                                "the file (or pass overwrite=true)") from None
+            if item in done:
+                log.warning("%s:%d: duplicate prediction for %s (%s): keeping the first", self.path, n, item.id, item.qa)
+                continue
+            done[item] = rec
+        if end < len(data):
+            log.warning("%s: cut off %d bytes of an unfinished last line (killed mid-write?)", self.path,
+                        len(data) - end)
+            with open(self.path, "r+b") as f:
+                f.truncate(end)
+        return done
+
+    def append(self, records: Iterable[Mapping[str, Any]]) -> None:
+        text = "".join(json.dumps(dict(r), ensure_ascii=False) + "\n" for r in records)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+# --------------------------------------------------------------------------- backends
+
+class Backend:
+    """Turns items into raw output texts with one of the rollout engines (greedy by default)."""
+
+    name = "base"
+
+    def __init__(self, video, engine, model=None):
+        self.video = video
+        self.engine = engine
+        self.model = model  # the HF engine generates with it; vLLM holds its own
+
+    def generate(self, items: Sequence[Item]) -> list[tuple[str, int]]:
+        from egoadapt.train.datasets import prompt_qa
+
+        ids = [it.id for it in items]
+        messages = [self.video.messages(it.id, prompt_qa(it.qa)) for it in items]
+        prompt_ids = self.prompt_ids(messages, ids)
+        completions, _ = self.engine.generate(messages, ids, prompt_ids, self.model)
+        decode = self.video.tokenizer.decode
+        return [(decode(c, skip_special_tokens=True), len(c)) for c in completions]
+
+    def prompt_ids(self, messages: list, ids: list[str]) -> list[list[int]]:
+        return [self.video.prompt_ids(m, i) for m, i in zip(messages, ids)]
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+class HFBackend(Backend):
+    name = "hf"
+
+
+class VLLMBackend(Backend):
+    name = "vllm"
+
+    def prompt_ids(self, messages, ids):
+        return [[] for _ in ids]  # vLLM tokenizes (and processes the video) itself
+
+    def close(self) -> None:
+        # the engine lives in this process: drop it so a caller evaluating several
+        # checkpoints in a row (the demo) gets its memory back
+        import gc
+
+        import torch
+
+        super().close()
+        self.engine.llm = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def sampling_of(gen_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    return {"temperature": float(gen_cfg.get("temperature", 0.0)), "top_p": float(gen_cfg.get("top_p", 1.0)),
+            "top_k": gen_cfg.get("top_k"), "max_tokens": int(gen_cfg.get("max_new_tokens", 256))}
+
+
+def build_backend(name: str, checkpoint: str, video, model_cfg: Any, gen_cfg: Mapping[str, Any],
+                  engine_kwargs: Mapping[str, Any] | None = None) -> Backend:
+    from egoadapt.rollout.engines import HFEngine
+
+    sampling = sampling_of(gen_cfg)
+    if name == "hf":
+        import torch
+
+        from egoadapt.models.loading import load_model
+
+        model = load_model(model_cfg, training=False).eval()
+        if torch.cuda.is_available():
+            model = model.to("cuda")
+        return HFBackend(video, HFEngine(video, sampling), model)
+    if name == "vllm":
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise EvalError("backend=vllm needs vLLM, which is not installed (pip install -e .[gpu], or make "
+                            "install on CPU); or use backend=hf")
+        import torch
+
+        from egoadapt.rollout.engines import VLLMColocateEngine
+
+        # Evaluation has the device to itself and meets long videos: the checkpoint's own context
+        # length (the rollout engine's 4096 is sized for training) and most of the GPU's memory.
+        kwargs: dict[str, Any] = {"max_model_len": None}
+        if torch.cuda.is_available():
+            kwargs["gpu_memory_utilization"] = 0.85
+        kwargs.update(engine_kwargs or {})
+        return VLLMBackend(video, VLLMColocateEngine(video, sampling, checkpoint, kwargs))
+    raise EvalError(f"backend={name!r}: choose one of {', '.join(BACKENDS)}")
+
+
+# --------------------------------------------------------------------------- the loop
+
+@dataclass
+class GenerationStats:
+    items: int  # asked for in this evaluation
+    already_done: int  # found in predictions.jsonl
+    generated: int  # generated by this call
+    seconds: float  # generation wall time of this call
+    batches: int
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["items_per_second"] = self.generated / self.seconds if self.seconds > 0 else None
+        return d
+
+
+def batches(items: Sequence[Item], size: int) -> Iterable[list[Item]]:
+    size = max(1, int(size))
+    for i in range(0, len(items), size):
+        yield list(items[i:i + size])
+
+
+def pending(items: Sequence[Item], log_: PredictionsLog) -> tuple[list[Item], int]:
+    done = log_.load()
+    todo = [it for it in items if it not in done]
+    return todo, len(items) - len(todo)
+
+
+def generate_predictions(items: Sequence[Item], backend: Backend | Any, log_: PredictionsLog,
+                         batch_size: int = 8, progress: bool = True) -> GenerationStats:
+    """Generate every item not yet in `log_`, appending each finished batch.
+
+    `backend` may be a callable returning a Backend: it is only built when there is work."""
+    from tqdm import tqdm
+
+    todo, done = pending(items, log_)
+    stats = GenerationStats(len(items), done, 0, 0.0, 0)
+    if not todo:
+        return stats
+    if not isinstance(backend, Backend) and callable(backend):
+        backend = backend()
+    bar = tqdm(total=len(items), initial=done, desc=f"eval [{backend.name}]", unit="q", disable=not progress,
+               dynamic_ncols=True)
+    try:
+        for batch in batches(todo, batch_size):
+            t0 = time.perf_counter()
+            outputs = backend.generate(batch)
+            dt = time.perf_counter() - t0
+            log_.append({"id": it.id, "qa": it.qa, "output": text, "completion_tokens": n_tokens,
+                         "seconds": round(dt / len(batch), 4), "batch_seconds": round(dt, 4), "batch_size": len(batch),
+                         "backend": backend.name}
+                        for it, (text, n_tokens) in zip(batch, outputs))
+            stats.generated += len(batch)
+            stats.seconds += dt
+            stats.batches += 1
+            bar.update(len(batch))
+    finally:
+        bar.close()
+    return stats

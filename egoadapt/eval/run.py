@@ -1,0 +1,262 @@
+"""`egoadapt eval checkpoint=PATH data.annotations=FILE [data.answers=FILE] [split.manifest=FILE]
+backend=hf|vllm out=DIR [qa=close|open|both] [submission.template=FILE submission.out=FILE]`
+
+Steps: pick the questions (a manifest's test side, or every record), generate what
+out/predictions.jsonl does not have yet (`egoadapt.eval.generate`), score every
+prediction with the same code as `egoadapt score` (`egoadapt.eval.score`), write the
+results (`egoadapt.eval.report`) and, when asked, the challenge submission
+(`egoadapt.eval.submission`). `evaluate(cfg)` does it all from Python and returns the
+results dict.
+
+A folder remembers what generated its predictions (out/generation.json: checkpoint,
+backend, generation, prompt and frame settings): resuming with different settings is
+refused, since mixing two models' answers in one file would be silently wrong.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from egoadapt.data.schema import Sample
+from egoadapt.eval.generate import (
+    BACKENDS,
+    EvalError,
+    Item,
+    PredictionsLog,
+    eval_items,
+    generate_predictions,
+)
+from egoadapt.eval.score import write_atomic
+
+log = logging.getLogger("egoadapt.eval")
+
+MODES = ("official", "training")
+
+
+def _container(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def preflight(cfg: DictConfig) -> None:
+    """Config-only checks, before any data or model is loaded."""
+    from egoadapt.models.loading import ModelConfigError, check_model_path
+
+    for key, hint in (("checkpoint", "checkpoint=PATH (a save_pretrained folder or a hub id)"),
+                      ("out", "out=DIR (the evaluation folder)")):
+        if OmegaConf.is_missing(cfg, key) or not cfg.get(key):
+            raise EvalError(f"{hint} is required")
+    if cfg.backend not in BACKENDS:
+        raise EvalError(f"backend={cfg.backend!r}: choose one of {', '.join(BACKENDS)}")
+    if cfg.mode not in MODES:
+        raise EvalError(f"mode={cfg.mode!r}: choose one of {', '.join(MODES)}")
+    if cfg.qa not in ("close", "open", "both"):
+        raise EvalError(f"qa={cfg.qa!r}: choose close, open or both")
+    sub = cfg.get("submission") or {}
+    if bool(sub.get("template")) != bool(sub.get("out")):
+        raise EvalError("a submission needs both submission.template=FILE and submission.out=FILE")
+    if sub.get("template") and not Path(sub.template).is_file():
+        raise EvalError(f"submission.template={sub.template}: no such file")
+    manifest = cfg.split.get("manifest")
+    if manifest and not Path(manifest).is_file():
+        raise EvalError(f"split.manifest={manifest}: no such file")
+    if cfg.split.get("side", "test") not in ("test", "train"):
+        raise EvalError(f"split.side={cfg.split.side!r}: choose test or train")
+    try:
+        check_model_path(str(cfg.checkpoint))
+    except ModelConfigError as e:
+        raise EvalError(f"checkpoint={cfg.checkpoint}: {e}") from None
+
+
+def eval_samples(cfg: DictConfig) -> tuple[list[Sample], dict[str, Any]]:
+    """(the questions to evaluate, the split record for results.json)."""
+    from egoadapt.data.load import load_samples
+    from egoadapt.data.split import file_sha256, load_split
+
+    samples = load_samples(cfg.data)
+    manifest = cfg.split.get("manifest")
+    if manifest:
+        side = cfg.split.get("side", "test")
+        chosen = load_split(manifest, samples, side)
+        try:
+            protocol = json.loads(Path(manifest).read_text()).get("protocol")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            protocol = None
+        split = {"manifest": os.path.abspath(manifest), "hash": file_sha256(manifest), "side": side,
+                 "protocol": protocol}
+    else:
+        chosen, split = samples, {"manifest": None, "hash": "all", "side": "all", "protocol": None}
+    if cfg.get("limit"):
+        chosen = chosen[: int(cfg.limit)]
+    if not chosen:
+        raise EvalError("no questions to evaluate (empty split side or data)")
+    return chosen, split
+
+
+def generation_identity(cfg: DictConfig) -> dict[str, Any]:
+    """What decides the predictions: resuming is only allowed when this is unchanged."""
+    ckpt = str(cfg.checkpoint)
+    return {
+        "checkpoint": os.path.abspath(ckpt) if Path(ckpt).exists() else ckpt,
+        "backend": cfg.backend,
+        "generation": _container(cfg.generation),
+        "prompt": _container(cfg.prompt),
+        "frames": _container(cfg.frames),
+        "model": {k: _container(cfg.model.get(k)) for k in ("dtype", "min_pixels", "max_pixels")},
+    }
+
+
+def claim_folder(out: Path, identity: dict[str, Any], overwrite: bool) -> PredictionsLog:
+    out.mkdir(parents=True, exist_ok=True)
+    preds, ident_path = PredictionsLog(out / "predictions.jsonl"), out / "generation.json"
+    if overwrite:
+        preds.path.unlink(missing_ok=True)
+    elif preds.path.exists() and ident_path.exists():
+        old = json.loads(ident_path.read_text())
+        diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+        if diff:
+            raise EvalError(f"{out} holds predictions made with other settings ({', '.join(diff)} differ): "
+                            "use another out=DIR, or overwrite=true to start over")
+    write_atomic(ident_path, json.dumps(identity, indent=2) + "\n")
+    return preds
+
+
+def make_backend(cfg: DictConfig, samples: list[Sample]):
+    """Processor, inputs and model: only built when something is left to generate."""
+    from egoadapt.data.cache import InputCache
+    from egoadapt.eval.generate import build_backend
+    from egoadapt.models.loading import load_processor
+    from egoadapt.train.video import VideoInputs
+
+    processor = load_processor(cfg.model)
+    cache = InputCache(cfg.get("cache_dir"), enabled=bool(cfg.get("cache_dir")))
+    video = VideoInputs(samples, processor, cfg.frames, cfg.prompt, cache=cache)
+    return build_backend(cfg.backend, str(cfg.checkpoint), video, cfg.model, _container(cfg.generation),
+                         _container(cfg.vllm.get("engine_kwargs")) if cfg.get("vllm") else None)
+
+
+def has_reference(sample: Sample, qa: str) -> bool:
+    return bool(sample.options and sample.answer_letter) if qa == "close" else bool(sample.answer_text)
+
+
+def score(cfg: DictConfig, items: list[Item], records: dict[Item, dict], by_id: dict[str, Sample]
+          ) -> tuple[list[dict], dict[str, Any], int]:
+    """(scored rows, judge summary, predictions without a reference)."""
+    from egoadapt.eval.score import Prediction, score_records, summarize
+    from egoadapt.rewards.judge import Judge
+    from egoadapt.rewards.scoring import ScoringConfig
+
+    preds = [Prediction(it.id, str(records[it]["output"]), it.qa, n) for n, it in enumerate(items, 1)
+             if it in records and has_reference(by_id[it.id], it.qa)]
+    unscored = sum(it in records for it in items) - len(preds)
+    scoring = ScoringConfig.from_mapping(_container(cfg.reward), mode=cfg.mode)
+    judge = Judge.from_config(cfg.judge) if preds else None
+    try:
+        rows = score_records(preds, by_id, scoring, judge, cfg.get("score_chunk_size", 256),
+                             str(Path(cfg.out) / "predictions.jsonl"))
+        summary = summarize(rows, cfg.mode, judge, n_samples=len(by_id))
+    finally:
+        if judge is not None:
+            judge.close()
+    return rows, summary["judge"], unscored
+
+
+def run_config(cfg: DictConfig) -> dict[str, Any]:
+    return {
+        "checkpoint": generation_identity(cfg)["checkpoint"], "backend": cfg.backend, "mode": cfg.mode,
+        "qa": cfg.qa, "batch_size": int(cfg.batch_size), "limit": cfg.get("limit"),
+        "generation": _container(cfg.generation),
+        "data": {k: cfg.data.get(k) for k in ("format", "annotations", "answers", "root")},
+    }
+
+
+def config(*overrides: str) -> DictConfig:
+    """conf/eval.yaml composed with Hydra overrides, for calling `evaluate` from Python:
+    `evaluate(config(f"checkpoint={ckpt}", "data=synthetic", f"data.root={d}", f"out={o}"))`."""
+    from egoadapt.cli import compose
+
+    return compose("eval", list(overrides))
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Generate (resuming), score and write the results; returns results.json's content."""
+    from egoadapt.eval import report
+
+    preflight(cfg)
+    out = Path(cfg.out)
+    samples, split = eval_samples(cfg)
+    by_id = {s.id: s for s in samples}
+    items = eval_items(samples, cfg.qa)
+    if not items:
+        raise EvalError(f"qa={cfg.qa}: none of the {len(samples)} questions has options for CloseQA")
+    preds_log = claim_folder(out, generation_identity(cfg), bool(cfg.get("overwrite")))
+    write_atomic(out / "eval_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+    holder: dict[str, Any] = {}
+
+    def backend():
+        holder["b"] = make_backend(cfg, samples)
+        return holder["b"]
+
+    try:
+        stats = generate_predictions(items, backend, preds_log, int(cfg.batch_size), bool(cfg.get("progress", True)))
+    finally:
+        if "b" in holder:
+            holder["b"].close()
+    records = preds_log.load()
+    rows, judge, unscored = score(cfg, items, records, by_id)
+    timing = stats.to_dict()
+    timing["seconds_all_predictions"] = round(sum(float(records[it].get("seconds") or 0) for it in items
+                                                  if it in records), 3)
+    counts = {"samples": len(samples), "items": len(items), "predictions": sum(it in records for it in items),
+              "scored": len(rows), "unscored": unscored,
+              "close": sum(r["qa"] == "close" for r in rows), "open": sum(r["qa"] == "open" for r in rows)}
+    b = cfg.bootstrap
+    results = report.build_results(rows, config=run_config(cfg), split=split, counts=counts, judge=judge,
+                                   timing=timing, n_resamples=int(b.resamples), seed=int(b.seed),
+                                   confidence=float(b.confidence))
+    if cfg.submission.get("template"):
+        results["submission"] = write_submission(cfg, items, records, by_id)
+    report.write_results(out, results, rows)
+    return results
+
+
+def write_submission(cfg: DictConfig, items: list[Item], records: dict[Item, dict],
+                     by_id: dict[str, Sample]) -> dict[str, Any]:
+    from egoadapt.eval.submission import letters_from_predictions
+    from egoadapt.eval.submission import write_submission as write
+
+    close = [records[it] for it in items if it.qa == "close" and it in records]
+    letters = letters_from_predictions(close, {i: len(s.options) for i, s in by_id.items()})
+    return write(cfg.submission.template, letters, cfg.submission.out).to_dict()
+
+
+def main(cfg: DictConfig) -> int:
+    from omegaconf.errors import OmegaConfBaseException
+
+    from egoadapt.data.load import DataError
+    from egoadapt.eval.report import results_markdown
+    from egoadapt.eval.score import ScoreInputError
+    from egoadapt.eval.submission import SubmissionError
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        results = evaluate(cfg)
+    except (EvalError, DataError, ScoreInputError, SubmissionError, OmegaConfBaseException) as e:
+        print(f"egoadapt eval: {e}", file=sys.stderr)
+        return 2
+    print(results_markdown(results))
+    t, c = results["timing"], results["counts"]
+    print(f"{c['predictions']} predictions ({t['generated']} generated now in {t['seconds']:.1f}s, "
+          f"{t['already_done']} resumed), {c['scored']} scored, {c['unscored']} without a reference")
+    if "submission" in results:
+        s = results["submission"]
+        print(f"submission: {s['path']} ({s['answered']}/{s['rows']} answered, {s['no_prediction']} without a "
+              f"prediction, {s['invalid']} without a valid letter)")
+    print(f"wrote {Path(cfg.out) / 'results.json'}, results.csv, results.md")
+    return 0
