@@ -79,6 +79,9 @@ class Demo:
         self.step("compare", self.path("compare", "compare.json"),
                   ["compare", str(self.path("eval", "base")), str(self.path("eval", "sft")),
                    str(self.path("eval", "grpo")), "labels=[base,SFT,GRPO]", f"out={self.path('compare')}"])
+        self.step("compare GRPO with SFT", self.path("compare", "sft_vs_grpo", "compare.json"),
+                  ["compare", str(self.path("eval", "sft")), str(self.path("eval", "grpo")), "labels=[SFT,GRPO]",
+                   f"out={self.path('compare', 'sft_vs_grpo')}"])
         curves = training_curves(self.path("sft"), self.path("grpo"), self.path("compare"))
         summary = {"minutes": round((time.monotonic() - t0) / 60, 1), "steps_seconds": self.timings, **curves}
         (self.path("summary.json")).write_text(json.dumps(summary, indent=2) + "\n")
@@ -87,8 +90,8 @@ class Demo:
 
 
 def log_history(run: Path) -> list[dict]:
-    states = sorted(run.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
-    return json.loads(states[-1].read_text())["log_history"] if states else []
+    state = run / "trainer_state.json"
+    return json.loads(state.read_text())["log_history"] if state.exists() else []
 
 
 def training_curves(sft: Path, grpo: Path, out: Path) -> dict:
@@ -137,11 +140,32 @@ def report(compare_dir: Path, curves: dict, minutes: float) -> None:
         trend = "rose" if curves["grpo_reward_rose"] else "did NOT rise"
         print(f"GRPO mean reward {trend}: {curves['grpo_reward_first_quarter']:.3f} (first quarter of steps) -> "
               f"{curves['grpo_reward_last_quarter']:.3f} (last quarter)")
-    verdicts = compare_dir / "verdicts.txt"
-    if verdicts.exists():
-        print(verdicts.read_text())
+    for line in verdicts(compare_dir / "compare.json") + verdicts(compare_dir / "sft_vs_grpo" / "compare.json"):
+        print(line)
     print(f"demo finished in {minutes:.1f} min; everything is in {compare_dir.parent} "
           f"(plots: {compare_dir}/*.png)")
+
+
+def verdicts(compare_json: Path) -> list[str]:
+    """One honest sentence per comparison against the baseline: overall accuracy, paired bootstrap."""
+    if not compare_json.exists():
+        return []
+    result = json.loads(compare_json.read_text())
+    row = next(r for r in result["table"]
+               if r["qa"] == "all" and r["domain"] == "all" and r["category"] == "all" and r["stat"] == "micro")
+    base = result["baseline"]
+    lines = []
+    for label, d in row["deltas"].items():
+        ci = f"{100 * d['delta']:+.1f} points [{100 * d['delta_ci_low']:+.1f}, {100 * d['delta_ci_high']:+.1f}]"
+        if d["delta_ci_low"] > 0:
+            verdict = f"{label} beats {base}"
+        elif d["delta_ci_high"] < 0:
+            verdict = f"{label} is worse than {base}"
+        else:
+            verdict = f"{label} and {base} are not distinguishable"
+        lines.append(f"{verdict} on held-out accuracy: {ci}, paired bootstrap p={d['p_value']:.3f} "
+                     f"(n={d['n_paired']})")
+    return lines
 
 
 def main(cfg: DictConfig) -> int:

@@ -195,6 +195,7 @@ def run(cfg: DictConfig, out: Path) -> Path:
     if cfg.get("resume") and resume is None:
         log.warning("resume=true but no checkpoint in %s: starting from step 0", out)
     trainer.train(resume_from_checkpoint=resume)
+    trainer.save_state()  # out/trainer_state.json: the whole log history, for plots and the demo
     final = out / "final"
     trainer.save_model(str(final))
     if trainer.accelerator.is_main_process:
