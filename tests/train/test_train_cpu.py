@@ -54,3 +54,22 @@ def test_grpo_with_lora_and_frozen_vision(tiny_model_dir, synth_dir, tmp_path):
     vision, language = max_abs_change(weights(tiny_model_dir), weights(out / "final"))  # merged checkpoint
     assert vision == 0 and language > 0
     assert (out / "final" / "adapter" / "adapter_config.json").is_file()
+
+
+def test_wandb_offline_logs_reward_components_and_completions(tiny_model_dir, synth_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    out = train("demo/tiny_grpo", tiny_model_dir, synth_dir, tmp_path / "wandb", "trainer.max_steps=2",
+                "trainer.per_device_train_batch_size=4", "trainer.num_generations=4",
+                "trainer.max_completion_length=8", "logger=wandb", f"logger.dir={tmp_path / 'wandb'}",
+                "trainer.log_completions=true")
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1  # offline: no key, no prompt, nothing sent
+    tables = list(runs[0].glob("files/media/table/completions_*.table.json"))
+    assert tables
+    table = json.loads(tables[0].read_text())
+    assert {"prompt", "completion", "format", "accuracy", "advantage"} <= set(table["columns"])
+    assert all(row[table["columns"].index("prompt")].startswith("<video>") for row in table["data"])
+    state = json.loads((out / "trainer_state.json").read_text())
+    logged = set().union(*(h.keys() for h in state["log_history"]))
+    assert {"rewards/format/mean", "rewards/accuracy/mean", "reward"} <= logged
