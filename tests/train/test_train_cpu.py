@@ -32,10 +32,12 @@ def test_sft_updates_vision_tower_and_language_model(tiny_model_dir, synth_dir, 
     AutoProcessor.from_pretrained(out / "final")
 
 
-@pytest.mark.parametrize("loss_type,beta,iterations", [
-    ("grpo", 0.04, 1), ("dapo", 0.0, 2), ("dr_grpo", 0.0, 1), ("bnpo", 0.04, 1)])
-def test_grpo_hf_rollouts_update_vision_tower(tiny_model_dir, synth_dir, tmp_path, loss_type, beta, iterations):
+@pytest.mark.parametrize("loss_type,beta,iterations,checkpointing", [
+    ("grpo", 0.04, 1, False), ("dapo", 0.0, 2, True), ("dr_grpo", 0.0, 1, False), ("bnpo", 0.04, 1, False)])
+def test_grpo_hf_rollouts_update_vision_tower(tiny_model_dir, synth_dir, tmp_path, loss_type, beta, iterations,
+                                              checkpointing):
     out = train("demo/tiny_grpo", tiny_model_dir, synth_dir, tmp_path / "grpo", "trainer.max_steps=2",
+                f"trainer.gradient_checkpointing={str(checkpointing).lower()}",
                 "trainer.per_device_train_batch_size=8", "trainer.num_generations=4", "trainer.learning_rate=1e-2",
                 "trainer.max_completion_length=12", f"trainer.loss_type={loss_type}", f"trainer.beta={beta}",
                 f"trainer.num_iterations={iterations}", "+reward.weights.test_length=1.0")
