@@ -150,6 +150,7 @@ def last_checkpoint(out: Path) -> str | None:
 
 
 def run(cfg: DictConfig, out: Path) -> Path:
+    import torch
     from transformers import set_seed
 
     from egoadapt.data.cache import InputCache
@@ -160,7 +161,10 @@ def run(cfg: DictConfig, out: Path) -> Path:
     preflight(cfg)
     setup_logging_backends(cfg)
     set_seed(int(cfg.seed))
-    state = PartialState()
+    # the process group first: rank 0 alone writes the run folder, the others wait for it.
+    # cpu=True where there is no GPU, or `accelerate launch --multi_gpu` on CPU would leave
+    # every process believing it is rank 0 until TRL's config sets the device up.
+    state = PartialState(cpu=not torch.cuda.is_available())
     if state.is_main_process:
         save_run_config(cfg, out)
     samples = train_samples(cfg, out)
