@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-EGOCROSS = Path(os.environ.get("EGOCROSS_DIR", Path(__file__).resolve().parents[3] / "shared" / "egocross"))
+EGOCROSS = Path(os.environ.get("EGOCROSS_DIR", Path(__file__).resolve().parents[1] / "fixtures" / "egocross"))
 TESTBED = EGOCROSS / "egocross_testbed_imgs.json"
 TEMPLATE = EGOCROSS / "submission_template.json"
 FPS = {"default": 0.5, "CholecTrack20_png": 1.0, "EgoSurgery": 1.0}
 
 
 def need_real():
-    if not TESTBED.exists() or not TEMPLATE.exists():
-        pytest.skip(f"real EgoCross files not found under {EGOCROSS} (set EGOCROSS_DIR)")
+    # the files ship with the tests (tests/fixtures/egocross): missing is a failure, never a skip
+    assert TESTBED.exists() and TEMPLATE.exists(), f"real EgoCross files not found under {EGOCROSS}"
 
 
 def real_cfg(**kw) -> dict:

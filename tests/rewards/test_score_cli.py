@@ -12,12 +12,11 @@ from judge_stub_server import StubJudgeServer
 
 from egoadapt import cli
 
-TESTBED = Path(os.environ.get("EGOCROSS_DIR", "/work/shared/egocross")) / "egocross_testbed_imgs.json"
+TESTBED = Path(os.environ.get("EGOCROSS_DIR", Path(__file__).resolve().parents[1] / "fixtures" / "egocross")) / "egocross_testbed_imgs.json"
 SCORE_ROW = ("egoadapt.eval.score:main", "score", "score a predictions JSONL (official or training rules)")
 REQUIRED = {"id", "qa", "prediction", "format_ok", "correct", "reward", "domain", "category", "mark"}
 N = 40
 
-pytestmark = pytest.mark.skipif(not TESTBED.exists(), reason=f"{TESTBED} not found")
 
 
 @pytest.fixture(autouse=True)
