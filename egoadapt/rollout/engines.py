@@ -158,7 +158,9 @@ class VLLMColocateEngine(RolloutEngine):
     def sync(self, trainer):
         from egoadapt.rollout.weights import iter_weights
 
-        weights = list(iter_weights(trainer.model_wrapped, trainer.accelerator))
+        # a generator, not a list: the engine runs in this process and takes one tensor at a
+        # time, so a 7B model is never held twice (under ZeRO-3 each is gathered on demand)
+        weights = iter_weights(trainer.model_wrapped, trainer.accelerator)
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True})
         # cached KV blocks and vision-encoder outputs were computed with the old weights
         self.llm.reset_prefix_cache()
