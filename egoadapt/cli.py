@@ -90,7 +90,8 @@ def _hydra_quote(s: str) -> str:
 
 
 def compose(config_name: str, overrides: list[str]) -> DictConfig:
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
     from hydra.errors import HydraException
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):

@@ -186,7 +186,7 @@ def make_clip(dom: Domain, family: int, answer: int, size: int, seconds: float, 
         k = answer + 1
         kinds = rng.permutation(4)[:k]
         placed = []
-        for i, kind in enumerate(kinds):
+        for kind in kinds:
             for _ in range(int(rng.integers(1, 3))):  # one or two instances of each type
                 t0 = float(rng.uniform(0, seconds * 0.5))
                 placed.append((*dom.objects[int(kind)], *spot(), r * 0.8, t0, seconds))
@@ -224,7 +224,7 @@ def make_clip(dom: Domain, family: int, answer: int, size: int, seconds: float, 
 
 def render(dom: Domain, clip: Clip, size: int, t: float, noise: np.ndarray) -> np.ndarray:
     img = background(dom, size, t, noise)
-    for name, shape, color, cx, cy, r, t0, t1 in clip.placed:
+    for _name, shape, color, cx, cy, r, t0, t1 in clip.placed:
         if t0 <= t < t1 + 1e-6:
             paint(img, shape_mask(shape, size, cx, cy, r), color)
     if clip.held:

@@ -6,8 +6,8 @@ each parameter), PEFT (merge the adapters for the duration, emit base names).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 

@@ -8,7 +8,8 @@ collator and in the GRPO rollout. `prompt` here is the same prompt as text with 
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from datasets import Dataset
 

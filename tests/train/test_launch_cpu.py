@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from egoadapt.cli import main as cli
-from tests.train.helpers import max_abs_change, train, weights
+from tests.train.helpers import train
 
 REPO = Path(__file__).resolve().parents[2]
 ACCELERATE = str(Path(sys.executable).parent / "accelerate")
