@@ -73,3 +73,15 @@ def test_unknown_reward(no_model_load, tiny_model_dir, tmp_path):
     msg = run("recipe=demo/tiny_grpo", f"out={tmp_path}", f"model.path={tiny_model_dir}", f"data.root={tmp_path}",
               "+reward.weights.nonsense=1.0")
     assert "unknown rewards ['nonsense']" in msg
+
+
+def test_resume_skips_a_checkpoint_left_half_written(tmp_path):
+    from egoadapt.train.run import last_checkpoint
+
+    for step, complete in ((2, True), (4, True), (6, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+    assert last_checkpoint(tmp_path / "nothing") is None
