@@ -147,7 +147,7 @@ def last_checkpoint(out: Path) -> str | None:
     """The newest *complete* checkpoint: a run killed while saving leaves a checkpoint folder
     without its trainer_state.json (written last), which transformers would pick and fail on."""
     steps = sorted((int(p.name.split("-")[1]), p) for p in out.glob("checkpoint-*") if p.name.split("-")[1].isdigit())
-    for step, folder in reversed(steps):
+    for _, folder in reversed(steps):
         if (folder / "trainer_state.json").is_file():
             return str(folder)
         log.warning("skipping %s: incomplete (the run was stopped while saving it)", folder)
