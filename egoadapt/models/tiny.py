@@ -45,7 +45,7 @@ class TinySize:
 SIZES = {
     # ~0.3 M parameters: unit tests, and it learns the synthetic tasks (init std 0.1).
     "micro": TinySize(64, 2, 2, 1, 256, 32, 2, 2, 512, (4, 6, 6)),
-    # ~2 M parameters: a real-shaped small model for the demo.
+    # ~1.4 M parameters: a deeper, wider model (the vLLM-vs-HF crossover in benchmarks/RESULTS.md).
     "small": TinySize(128, 4, 4, 2, 512, 64, 2, 4, 1024, (4, 6, 6)),
 }
 
