@@ -14,6 +14,7 @@ from egoadapt.data.load import (
     LoadReport,
     Problem,
     RecordCheck,
+    accept,
     answer_letter,
     cfg_get,
     domain_of,
@@ -46,12 +47,9 @@ def load(data_cfg: Any, report: LoadReport, on_error: str) -> list[Sample]:
         rid = str(raw.get("id")) if isinstance(raw, dict) and raw.get("id") is not None else f"#{i}"
         chk = RecordCheck(raw, path, rid)
         sample = _record(chk, i, answers.get(rid), answers_path, root, base, fps_cfg, domains)
-        report.problems.extend(chk.warnings)
-        if sample is None:
-            handle(report, on_error, chk.problems)
-            continue
-        used.add(rid)
-        samples.append(sample)
+        if accept(report, on_error, chk, sample):
+            used.add(rid)
+            samples.append(sample)
     for rid in sorted(set(answers) - used):
         # an answer for no question: harmless for loading, but validate should say so
         report.problems.append(Problem(os.fspath(answers_path), rid, "id", "answer for an id not in the annotations",

@@ -19,10 +19,10 @@ from typing import Any
 from egoadapt.data.load import (
     LoadReport,
     RecordCheck,
+    accept,
     answer_letter,
     cfg_get,
     group_from_question_id,
-    handle,
     parse_options,
     read_jsonl,
     resolve_path,
@@ -42,11 +42,8 @@ def load(data_cfg: Any, report: LoadReport, on_error: str) -> list[Sample]:
         has_id = isinstance(raw, dict) and raw.get("id") is not None
         chk = RecordCheck(raw, path, f"{rid} (line {line})" if has_id else f"line {line}")
         sample = _record(chk, rid, line, root, base, fps_cfg)
-        report.problems.extend(chk.warnings)
-        if sample is None:
-            handle(report, on_error, chk.problems)
-            continue
-        samples.append(sample)
+        if accept(report, on_error, chk, sample):
+            samples.append(sample)
     return samples
 
 

@@ -263,6 +263,16 @@ def read_jsonl(path: str | os.PathLike, report: LoadReport, on_error: str) -> li
     return rows
 
 
+def accept(report: LoadReport, on_error: str, chk: "RecordCheck", sample: Sample | None) -> bool:
+    """Book one record's checks: warnings are kept; a failed record raises or is counted
+    (`handle`). True when its sample is good."""
+    report.problems.extend(chk.warnings)
+    if sample is None:
+        handle(report, on_error, chk.problems)
+        return False
+    return True
+
+
 def handle(report: LoadReport, on_error: str, problems: list[Problem]) -> None:
     """One bad record: raise (on_error=raise) or count it as skipped."""
     if on_error == "raise":

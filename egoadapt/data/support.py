@@ -20,10 +20,10 @@ from egoadapt.data.load import (
     LoadReport,
     Problem,
     RecordCheck,
+    accept,
     answer_letter,
     cfg_get,
     group_from_path,
-    handle,
     parse_options,
     read_json,
     read_jsonl,
@@ -52,11 +52,8 @@ def load(data_cfg: Any, report: LoadReport, on_error: str) -> list[Sample]:
         rid = str(raw["id"]) if isinstance(raw, dict) and raw.get("id") is not None else f"{stem}-{i}"
         chk = RecordCheck(raw, path, rid)
         sample = _record(chk, i, root, base, fps_cfg)
-        report.problems.extend(chk.warnings)
-        if sample is None:
-            handle(report, on_error, chk.problems)
-            continue
-        samples.append(sample)
+        if accept(report, on_error, chk, sample):
+            samples.append(sample)
     return samples
 
 
