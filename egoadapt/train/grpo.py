@@ -25,6 +25,7 @@ import torch
 from trl import GRPOTrainer
 
 from egoadapt.rollout.engines import RolloutEngine
+from egoadapt.train.checkpoint import VerifiedResumeMixin
 from egoadapt.train.datasets import prompt_qa
 from egoadapt.train.video import VideoInputs
 
@@ -64,7 +65,7 @@ class VideoRollout:
         return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
 
 
-class VideoGRPOTrainer(GRPOTrainer):
+class VideoGRPOTrainer(VerifiedResumeMixin, GRPOTrainer):
     def __init__(self, *args, video: VideoInputs, engine: RolloutEngine, **kwargs):
         self.video = video
         self.engine = engine

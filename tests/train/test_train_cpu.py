@@ -3,19 +3,9 @@ import json
 
 import pytest
 
-from egoadapt.rewards.registry import available_rewards, register_reward
 from tests.train.helpers import max_abs_change, train, weights
 
 pytestmark = pytest.mark.integration
-
-if "test_length" not in available_rewards():
-    @register_reward("test_length")
-    def _length(scorer):
-        """Varies within every group, so advantages (and gradients) are never all zero."""
-        def fn(prompts=None, completions=(), completion_ids=None, **columns):
-            return [(sum(c) % 11) / 10.0 for c in completion_ids]
-        return fn
-
 
 def test_sft_updates_vision_tower_and_language_model(tiny_model_dir, synth_dir, tmp_path):
     out = train("demo/tiny_sft", tiny_model_dir, synth_dir, tmp_path / "sft", "trainer.max_steps=3",
