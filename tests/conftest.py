@@ -1,13 +1,20 @@
 """Shared fixtures: the tiny model, a synthetic data set, a real vLLM server. All built here."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# every cache (processed inputs, judge verdicts) in a folder of this test process: two suites
+# running at once, or a suite and the user's own runs, never share one
+os.environ["EGOADAPT_CACHE_DIR"] = tempfile.mkdtemp(prefix="egoadapt-test-cache-")
+atexit.register(shutil.rmtree, os.environ["EGOADAPT_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
