@@ -25,13 +25,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
-from egoadapt.data.frames import Clip, frame_setting, load_clip
+from egoadapt.data.frames import Clip, frame_setting, load_clip, refused
 from egoadapt.data.schema import FrameSource, Sample
 
 log = logging.getLogger(__name__)
 
 VISION_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
-KEY_VERSION = 1  # bump when the layout or the pixel pipeline changes
+KEY_VERSION = 2  # bump when the layout or the pixel pipeline changes (2: mixed frame sizes take the common one)
 
 
 def make_key(key_parts: Mapping[str, Any]) -> str:
@@ -149,10 +149,15 @@ def vision_inputs(sample: Sample, frames_cfg: Any, processor: Any, cache: InputC
     """Cached processor vision inputs of a sample (frames read and encoded only on a miss).
 
     Besides the tensors the value holds `fps` and `num_frames` of the clip (for the prompt).
+    Raises FrameError (naming file, record and field) for frames that cannot be read or processed.
     """
     def compute() -> dict[str, Any]:
         clip = load_clip(sample, frames_cfg)
-        return {**encode_clip(processor, clip, processor_kwargs), "fps": clip.fps, "num_frames": clip.num_frames}
+        try:
+            encoded = encode_clip(processor, clip, processor_kwargs)
+        except (ValueError, RuntimeError) as e:  # what only the processor finds, as a sample's error
+            raise refused(sample, e) from None
+        return {**encoded, "fps": clip.fps, "num_frames": clip.num_frames}
 
     if cache is None:
         return compute()

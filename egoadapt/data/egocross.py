@@ -31,7 +31,7 @@ from egoadapt.data.schema import LETTERS, FrameSource, Sample
 
 def load(data_cfg: Any, report: LoadReport, on_error: str) -> list[Sample]:
     path = os.fspath(cfg_get(data_cfg, "annotations"))
-    records = read_json(path)
+    records = read_json(path, report=report)
     if not isinstance(records, list):
         raise DataError(Problem(path, "", "", f"expected a JSON list of records, got {type(records).__name__}",
                                 "bad_file"))
@@ -116,7 +116,7 @@ def _record(chk: RecordCheck, index: int, ans: dict | None, answers_path: Any, r
 def load_answers(path: Any, report: LoadReport, on_error: str) -> dict[str, dict]:
     """id (as str) -> answer record; accepts a list of records or an {id: record} object."""
     path = os.fspath(path)
-    data = read_json(path, "answers")
+    data = read_json(path, "answers", report)
     if isinstance(data, dict):
         data = [dict(v, id=k) if isinstance(v, dict) else v for k, v in data.items()]
     if not isinstance(data, list):

@@ -17,13 +17,21 @@ true. `drop` removes the last frame instead (a 1-frame clip is still padded); `k
 Frame caps: `max_frames` lowers the rate uniformly (frame lists: every k-th frame, fps/k;
 videos: fps = max_frames / span), so the reported fps stays exact. `max_pixels` shrinks
 frames at decode time (aspect kept); the processor's own min/max_pixels still decide the
-final size.
+final size. Frames of one list that differ in size all take the list's most common size.
+
+Bad inputs: every frame's header is read before anything is decoded, and a frame the
+processor would refuse (aspect ratio over 200:1), a decompression bomb (over PIL's
+`Image.MAX_IMAGE_PIXELS`) or a degenerate frame (a side under `MIN_SIDE`) raises a
+`FrameError` naming file, record and field, as do missing, truncated or undecodable files.
+`check_source` is that header pass alone (cheap: for `data validate` and before a run).
+With `frames.on_error: skip` callers leave such a sample out (`on_skip`), list and log it.
 """
 from __future__ import annotations
 
 import logging
 import math
 import os
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,8 +48,13 @@ DEFAULTS = {"backend": "decord", "fps": None, "max_frames": 128, "max_pixels": 4
             "span_tolerance_s": 0.5, "threads": 1, "on_error": "raise"}
 
 
+# Sizes refused from the header, before decoding (see the module docstring)
+MAX_ASPECT = 200  # transformers' Qwen2-VL smart_resize raises for max(h, w) / min(h, w) > 200
+MIN_SIDE = 14  # one vision patch: a smaller frame (a 1x1 say) carries nothing but would be upscaled
+
+
 class FrameError(DataError):
-    """A frame or video that cannot be read, or a span it does not have."""
+    """A frame or video that cannot be read or processed, or a span it does not have."""
 
 
 @dataclass
@@ -87,36 +100,83 @@ def load_clip(source: Sample | FrameSource, frames_cfg: Any = None, record: str 
     return load_frame_list(source, frames_cfg, record)
 
 
+def check_source(source: Sample | FrameSource, frames_cfg: Any = None, record: str = "") -> None:
+    """The cheap pass of `load_clip`: the headers of the frames it would read (or a video's header,
+    span and first frame); raises what they alone show as a FrameError."""
+    if isinstance(source, Sample):
+        record = record or source.id
+        source = source.frame_source
+    if source.kind == "video":
+        path, _, _, read, indices, _, _ = _open_video(source, frames_cfg, record)
+        first = _decode(read, indices[:1], path, record)
+        check_size(first.shape[2], first.shape[1], path, record, "video")
+    else:
+        _frame_sizes(source, frames_cfg, record)
+
+
+def skip_mode(frames_cfg: Any) -> bool:
+    mode = frame_setting(frames_cfg, "on_error")
+    if mode not in ("raise", "skip"):
+        raise DataError(Problem("<config>", "", "frames.on_error", f"must be raise or skip, got {mode!r}"))
+    return mode == "skip"
+
+
+def on_skip(e: DataError, frames_cfg: Any) -> Problem:
+    """In an `except DataError` around one sample's inputs: re-raise it, or with frames.on_error=skip
+    log the sample as skipped and return its problem (file, record, field, reason) for the caller's list."""
+    if not skip_mode(frames_cfg):
+        raise e
+    log.warning("skipping sample (frames.on_error=skip): %s", e)
+    return e.problems[0]
+
+
+def skipped_row(problem: Problem) -> dict[str, str]:
+    """A skipped sample as one JSON line: id, kind, file, field and the full reason."""
+    return {"id": problem.record, "kind": problem.kind, "file": problem.file, "field": problem.field,
+            "reason": str(problem)}
+
+
 def try_load_clip(sample: Sample, frames_cfg: Any, skipped: Counter | None = None) -> Clip | None:
     """`load_clip`, or None (counted in `skipped[kind]` and logged) when frames.on_error is skip."""
     try:
         return load_clip(sample, frames_cfg)
-    except FrameError as e:
-        if frame_setting(frames_cfg, "on_error") != "skip":
-            raise
+    except DataError as e:
+        problem = on_skip(e, frames_cfg)
         if skipped is not None:
-            skipped[e.problems[0].kind] += 1
-        log.warning("skipping sample: %s", e)
+            skipped[problem.kind] += 1
         return None
+
+
+def refused(sample: Sample, e: BaseException) -> FrameError:
+    """A processor error on a sample's clip, as a FrameError naming its first file."""
+    fs = sample.frame_source
+    file, field_ = (fs.video or "", "video") if fs.kind == "video" else ((fs.frames or ("<frames>",))[0], "video_path")
+    return _err(file, sample.id, field_, f"the processor refused the clip ({_first_line(e)})", "processor")
+
+
+def check_size(w: int, h: int, file: str, record: str, field_: str) -> None:
+    """Refuse a frame size the processor would refuse, a decompression bomb, or a degenerate frame."""
+    if w * h > Image.MAX_IMAGE_PIXELS:
+        raise _err(file, record, field_, f"{w}x{h} frame ({w * h / 1e6:.0f} megapixels) is over the "
+                   f"decompression-bomb limit (PIL Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS})", "too_large")
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise _err(file, record, field_, f"{w}x{h} frame: aspect ratio {max(w, h) / max(1, min(w, h)):.0f}:1 is "
+                   f"over the processor's limit of {MAX_ASPECT}:1", "bad_aspect")
+    if min(w, h) < MIN_SIDE:
+        raise _err(file, record, field_, f"{w}x{h} frame is under {MIN_SIDE} pixels on a side", "too_small")
 
 
 # ---------------------------------------------------------------- frame lists
 
 def load_frame_list(source: FrameSource, frames_cfg: Any = None, record: str = "") -> Clip:
-    paths = list(source.frames)
-    if not paths:
-        raise _err("<frames>", record, "video_path", "empty frame list", "empty_frames")
-    stride = math.ceil(len(paths) / _even_cap(frames_cfg))
-    chosen = list(range(0, len(paths), stride))
+    stride, chosen, sizes = _frame_sizes(source, frames_cfg, record)  # headers first: nothing decoded before all pass
     max_pixels = frame_setting(frames_cfg, "max_pixels")
+    # one size for the clip: the most common (the first on a tie), never one odd frame's
+    size = capped_size(*Counter(sizes).most_common(1)[0][0], max_pixels)
     images = []
     for i in chosen:
-        img = read_image(paths[i], record, f"video_path[{i}]", max_pixels)
-        if images and img.size != images[0].size:
-            img = img.resize(images[0].size, Image.BICUBIC)
-        elif not images:
-            img = cap_pixels(img, max_pixels)
-        images.append(img)
+        img = read_image(source.frames[i], record, f"video_path[{i}]", max_pixels)
+        images.append(img if img.size == size else img.resize(size, Image.BICUBIC))
     fps = source.fps / stride
     frames = np.stack([np.asarray(im, dtype=np.uint8) for im in images])
     times = [k / fps for k in range(len(chosen))]
@@ -124,12 +184,37 @@ def load_frame_list(source: FrameSource, frames_cfg: Any = None, record: str = "
     return fix_odd(clip, frame_setting(frames_cfg, "odd_frames"))
 
 
-def read_image(path: str, record: str = "", field_: str = "video_path", max_pixels: int | None = None) -> Image.Image:
+def _frame_sizes(source: FrameSource, frames_cfg: Any, record: str) -> tuple[int, list[int], list[tuple[int, int]]]:
+    """(stride, indices of the frames a clip takes, their (w, h) from the headers); raises FrameError."""
+    paths = list(source.frames)
+    if not paths:
+        raise _err("<frames>", record, "video_path", "empty frame list", "empty_frames")
+    stride = math.ceil(len(paths) / _even_cap(frames_cfg))
+    chosen = list(range(0, len(paths), stride))
+    return stride, chosen, [frame_size(paths[i], record, f"video_path[{i}]") for i in chosen]
+
+
+def frame_size(path: str, record: str = "", field_: str = "video_path") -> tuple[int, int]:
+    """(w, h) from an image's header, checked by `check_size`; nothing is decoded."""
     if not os.path.isfile(path):
         raise _err(path, record, field_, "frame file not found", "missing_frame")
     try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # check_size says it better
+            with Image.open(path) as im:
+                w, h = im.size
+    except Image.DecompressionBombError as e:
+        raise _err(path, record, field_, f"decompression bomb ({_first_line(e)})", "too_large") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise _err(path, record, field_, f"unreadable image ({_first_line(e)})", "bad_frame") from None
+    check_size(w, h, path, record, field_)
+    return w, h
+
+
+def read_image(path: str, record: str = "", field_: str = "video_path", max_pixels: int | None = None) -> Image.Image:
+    w, h = frame_size(path, record, field_)
+    try:
         with Image.open(path) as im:
-            w, h = im.size
             if max_pixels and im.format == "JPEG" and w * h >= 4 * max_pixels:
                 # decode a large JPEG at 1/2, 1/4 or 1/8 scale (never below the cap): much faster
                 s = math.sqrt(max_pixels / (w * h))
@@ -140,12 +225,16 @@ def read_image(path: str, record: str = "", field_: str = "video_path", max_pixe
         raise _err(path, record, field_, f"unreadable image ({_first_line(e)})", "bad_frame") from None
 
 
-def cap_pixels(img: Image.Image, max_pixels: int | None) -> Image.Image:
-    w, h = img.size
+def capped_size(w: int, h: int, max_pixels: int | None) -> tuple[int, int]:
     if not max_pixels or w * h <= max_pixels:
-        return img
+        return w, h
     scale = math.sqrt(max_pixels / (w * h))
-    return img.resize((max(1, int(w * scale)), max(1, int(h * scale))), Image.BICUBIC)
+    return max(1, int(w * scale)), max(1, int(h * scale))
+
+
+def cap_pixels(img: Image.Image, max_pixels: int | None) -> Image.Image:
+    size = capped_size(*img.size, max_pixels)
+    return img if size == img.size else img.resize(size, Image.BICUBIC)
 
 
 # ---------------------------------------------------------------- videos
@@ -176,6 +265,20 @@ def plan(start: float | None, end: float | None, duration: float, fps: float, ma
 
 
 def load_video(source: FrameSource, frames_cfg: Any = None, record: str = "") -> Clip:
+    path, backend, native, read, indices, times, (fps, span) = _open_video(source, frames_cfg, record)
+    frames = _decode(read, indices, path, record)
+    check_size(frames.shape[2], frames.shape[1], path, record, "video")
+    max_pixels = frame_setting(frames_cfg, "max_pixels")
+    if max_pixels and frames.shape[1] * frames.shape[2] > max_pixels:
+        frames = np.stack([np.asarray(cap_pixels(Image.fromarray(f), max_pixels)) for f in frames])
+    clip = Clip(np.ascontiguousarray(frames, dtype=np.uint8), fps, times, indices, span, backend=backend,
+                source_fps=native)
+    return fix_odd(clip, frame_setting(frames_cfg, "odd_frames"))
+
+
+def _open_video(source: FrameSource, frames_cfg: Any, record: str):
+    """(path, backend, native fps, reader, frame indices, times, (fps, span)) of a video's sampling
+    plan, from its header; raises FrameError."""
     path = source.video or ""
     if not os.path.isfile(path):
         raise _err(path, record, "video", "video file not found", "missing_video")
@@ -198,18 +301,16 @@ def load_video(source: FrameSource, frames_cfg: Any = None, record: str = "") ->
     except ValueError as e:
         raise _err(path, record, "start/end", str(e), "bad_span") from None
     indices = [min(n - 1, math.floor(t * native + 0.5)) for t in times]
+    return path, backend, native, read, indices, times, (fps, span)
+
+
+def _decode(read, indices: list[int], path: str, record: str) -> np.ndarray:
     try:
-        frames = read(indices)
+        return read(indices)
     except FrameError:
         raise
     except Exception as e:  # noqa: BLE001 - same: any decoder failure becomes one clear line
         raise _err(path, record, "video", f"decoding failed ({_first_line(e)})", "bad_video") from None
-    max_pixels = frame_setting(frames_cfg, "max_pixels")
-    if max_pixels and frames.shape[1] * frames.shape[2] > max_pixels:
-        frames = np.stack([np.asarray(cap_pixels(Image.fromarray(f), max_pixels)) for f in frames])
-    clip = Clip(np.ascontiguousarray(frames, dtype=np.uint8), fps, times, indices, span, backend=backend,
-                source_fps=native)
-    return fix_odd(clip, frame_setting(frames_cfg, "odd_frames"))
 
 
 def _decord_reader(path: str, threads: int):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 from collections import Counter
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 
 # "A: text" (the test bed's form); letters must run A, B, C, ... in order.
 OPTION_RE = re.compile(r"^\s*([A-Z])\s*:\s?(.*)$", re.DOTALL)
+# Lone surrogates: a JSON escape such as "\ud800", or a non-UTF-8 byte read with surrogateescape
+# (U+DC80-U+DCFF). Neither is text: the tokenizer (and any UTF-8 writer) refuses them.
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,8 @@ class Problem:
             where += f": record {self.record}"
         if self.field:
             where += f": field '{self.field}'"
-        return f"{where}: {self.message}"
+        # printable whatever the record held: a lone surrogate would make print() itself fail
+        return f"{where}: {self.message}".encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class DataError(ValueError):
@@ -76,6 +81,8 @@ class RecordCheck:
         self.warnings: list[Problem] = []  # reported, but the record still loads
         if not isinstance(raw, Mapping):
             self.fail("", f"expected a JSON object, got {type(raw).__name__}", "bad_record")
+        for field_, message in bad_text(self.raw):
+            self.fail(field_, message, "bad_text")
 
     @property
     def ok(self) -> bool:
@@ -109,7 +116,29 @@ class RecordCheck:
 
     def number(self, name: str | tuple[str, ...], required: bool = True) -> float | None:
         v = self.get(name, (int, float), required)
+        if v is not None and not math.isfinite(v):  # JSON readers accept NaN and Infinity
+            names = (name,) if isinstance(name, str) else name
+            self.fail(next(n for n in names if self.raw.get(n) is not None), f"must be a finite number, got {v}")
+            return None
         return None if v is None else float(v)
+
+
+def bad_text(value: Any, path: str = "") -> Iterable[tuple[str, str]]:
+    """(field, message) for every string in a JSON value that is not valid Unicode text."""
+    if isinstance(value, str):
+        m = SURROGATE.search(value)
+        if m:
+            c = ord(m.group())
+            what = f"undecodable byte 0x{c - 0xDC00:02x} (the file is not UTF-8)" if 0xDC80 <= c <= 0xDCFF \
+                else f"lone surrogate U+{c:04X}"
+            yield path, f"{what} at character {m.start()}: not text the tokenizer can encode"
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from bad_text(k, path or "<key>")
+            yield from bad_text(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from bad_text(v, f"{path}[{i}]")
 
 
 def _short(v: Any, n: int = 60) -> str:
@@ -230,18 +259,46 @@ def group_from_question_id(question_id: str, dataset: str) -> str | None:
     return rest.split("_", 1)[0] or None
 
 
-def read_json(path: str | os.PathLike, what: str = "annotations") -> Any:
+def _text(data: bytes) -> str:
+    """Bytes as text; bytes that are not UTF-8 become lone surrogates (surrogateescape), which
+    `RecordCheck` refuses naming the record and field (and a JSONL line), instead of one
+    UnicodeDecodeError for the whole file."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def utf8_problem(path: str, data: bytes, what: str) -> Problem | None:
+    """A file-level note naming the first byte that is not UTF-8, by line and column (None: all are)."""
+    try:
+        data.decode("utf-8")
+        return None
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        return Problem(path, "", "", f"{what} file is not UTF-8: byte 0x{data[e.start]:02x} at line {line} column "
+                                     f"{col}", "bad_encoding")
+
+
+def read_json(path: str | os.PathLike, what: str = "annotations", report: LoadReport | None = None) -> Any:
+    """A JSON file. Bytes that are not UTF-8 raise, or with a `report` are noted there (line and
+    column) and fail the records holding them (`RecordCheck`: record and field)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise DataError(Problem(path, "", "", f"{what} file not found", "missing_file"))
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        with open(path, "rb") as f:
+            data = f.read()
+        value = json.loads(_text(data))
     except json.JSONDecodeError as e:
         raise DataError(Problem(path, "", "", f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}",
                                 "bad_file")) from None
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise DataError(Problem(path, "", "", f"cannot read {what}: {e}", "bad_file")) from None
+    note = utf8_problem(path, data, what)
+    if note is not None:
+        if report is None:
+            raise DataError(note)
+        report.problems.append(note)
+    return value
 
 
 def read_jsonl(path: str | os.PathLike, report: LoadReport, on_error: str) -> list[tuple[int, Any]]:
@@ -250,8 +307,9 @@ def read_jsonl(path: str | os.PathLike, report: LoadReport, on_error: str) -> li
     if not os.path.exists(path):
         raise DataError(Problem(path, "", "", "file not found", "missing_file"))
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            line = _text(raw)
             if not line.strip():
                 continue
             try:

@@ -267,7 +267,7 @@ def load_split(manifest_path: str | os.PathLike, samples: list[Sample], side: st
         ids = [str(i) for i in manifest[side]]
     except FileNotFoundError:
         raise DataError(Problem(path, "", "", "split manifest not found", "missing_file")) from None
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError) as e:  # ValueError: JSONDecodeError, UnicodeDecodeError
         raise DataError(Problem(path, "", side, f"not a split manifest ({type(e).__name__}: {e})",
                                 "bad_file")) from None
     by_id = {s.id: s for s in samples}
@@ -306,7 +306,7 @@ def build_split(data_cfg: Any, split_cfg: Any, samples: list[Sample] | None = No
     if given:
         try:
             return json.loads(Path(given).read_text()), pool
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, ValueError) as e:  # ValueError: JSONDecodeError, UnicodeDecodeError
             raise DataError(Problem(os.fspath(given), "", "split.manifest", f"cannot read the manifest ({e})",
                                     "bad_file")) from None
     inputs = _inputs(data_cfg, "data") + (_inputs(support_cfg, "support") if support else [])

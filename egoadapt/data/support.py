@@ -40,7 +40,7 @@ def load(data_cfg: Any, report: LoadReport, on_error: str) -> list[Sample]:
     if path.endswith(".jsonl"):
         rows = read_jsonl(path, report, on_error)
     else:
-        data = read_json(path)
+        data = read_json(path, report=report)
         if not isinstance(data, list):
             raise DataError(Problem(path, "", "", f"expected a JSON list of chat records, got {type(data).__name__}",
                                     "bad_file"))

@@ -1,7 +1,10 @@
 """`egoadapt data validate data.annotations=FILE [data.answers=FILE] [data.root=DIR]`: load every
 record, print counts per domain / dataset / category / question type and every problem found
-(bad or missing fields, duplicate ids, frames missing under the root, optionally undecodable
-frames), and exit non-zero when there is any problem.
+(bad or missing fields, text that is not UTF-8, non-finite numbers, duplicate ids, frames
+missing under the root, frame headers the processor would refuse: decompression bombs,
+aspect ratios over 200:1, degenerate sizes; with `validate.decode=true` also undecodable
+frames and spans), and exit 1 when there is any problem (2 when the file cannot be read).
+Samples with unusable frames are what `frames.on_error=skip` leaves out of train and eval.
 """
 from __future__ import annotations
 
@@ -42,16 +45,17 @@ def file_problems(samples: list[Sample]) -> list[Problem]:
     return out
 
 
-def decode_problems(samples: list[Sample], frames_cfg: Any) -> list[Problem]:
-    from egoadapt.data.frames import FrameError, load_clip
+def frame_problems(samples: list[Sample], frames_cfg: Any, decode: bool, reported: set[str]) -> list[Problem]:
+    """What `load_clip` would refuse: from the headers alone (`check_source`), or decoding everything."""
+    from egoadapt.data.frames import check_source, load_clip
 
     out = []
     for s in samples:
-        if missing_files(s):
-            continue  # already reported
+        if s.id in reported:
+            continue
         try:
-            load_clip(s, frames_cfg)
-        except FrameError as e:
+            (load_clip if decode else check_source)(s, frames_cfg)
+        except DataError as e:
             out.extend(e.problems)
     return out
 
@@ -84,16 +88,23 @@ def main(cfg: Any) -> int:
         print(f"egoadapt data validate: error: {e}", file=sys.stderr)
         return 2
     problems = list(report.problems)
+    unusable: list[Problem] = []
     if cfg_get(vcfg, "check_files", True):
-        problems += file_problems(samples)
-    if cfg_get(vcfg, "decode", False):
-        problems += decode_problems(samples, cfg_get(cfg, "frames"))
+        unusable += file_problems(samples)
+    if cfg_get(vcfg, "check_files", True) or cfg_get(vcfg, "decode", False):
+        unusable += frame_problems(samples, cfg_get(cfg, "frames"), bool(cfg_get(vcfg, "decode", False)),
+                                   {p.record for p in unusable})
+    problems += unusable
     print(f"{data_cfg.get('annotations')}: " + summarize(samples, report))
     if problems:
         kinds = Counter(p.kind for p in problems)
         print(f"\n{len(problems)} problems ({', '.join(f'{k}: {v}' for k, v in sorted(kinds.items()))}):")
         for p in problems:
             print(f"  {p}")
+        if unusable:
+            ids = list(dict.fromkeys(p.record for p in unusable))
+            print(f"{len(ids)} samples have unusable frames; train and eval skip them with frames.on_error=skip: "
+                  + ", ".join(ids[:20]) + (", ..." if len(ids) > 20 else ""))
         if kinds.get("missing_frames") and not data_cfg.get("root"):
             print("hint: frame paths such as /egocross_testbed/... are resolved under data.root=DIR")
         return 1

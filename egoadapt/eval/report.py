@@ -220,6 +220,11 @@ def results_markdown(results: Mapping[str, Any]) -> str:
                        f"{c.get('budget_exhausted')}")]
     if j.get("unjudged"):
         lines += ["", f"{j['unjudged']} OpenQA answers needed a judge and had none (scored incorrect)."]
+    skipped = results.get("skipped") or []
+    if skipped:
+        ids = ", ".join(dict.fromkeys(str(x["id"]) for x in skipped[:20])) + (", ..." if len(skipped) > 20 else "")
+        lines += ["", f"{len(skipped)} questions were skipped for unusable input (frames.on_error=skip) and are "
+                      f"scored incorrect: {ids} (reasons in results.json)."]
     unscored = results.get("counts", {}).get("unscored")
     if unscored:
         lines += ["", f"{unscored} predictions have no reference answer and are not scored."]

@@ -31,6 +31,8 @@ from egoadapt.eval.generate import (
     PredictionsLog,
     eval_items,
     generate_predictions,
+    scored_skip,
+    skip_unusable,
 )
 from egoadapt.eval.score import write_atomic
 
@@ -106,7 +108,7 @@ def generation_identity(cfg: DictConfig) -> dict[str, Any]:
         "backend": cfg.backend,
         "generation": _container(cfg.generation),
         "prompt": _container(cfg.prompt),
-        "frames": _container(cfg.frames),
+        "frames": {k: v for k, v in _container(cfg.frames).items() if k != "on_error"},  # skips are records
         "model": {k: _container(cfg.model.get(k)) for k in ("dtype", "min_pixels", "max_pixels")},
     }
 
@@ -151,14 +153,16 @@ def score(cfg: DictConfig, items: list[Item], records: dict[Item, dict], by_id: 
     from egoadapt.rewards.judge import Judge
     from egoadapt.rewards.scoring import ScoringConfig
 
+    skipped = [it for it in items if it in records and records[it].get("skipped") and has_reference(by_id[it.id], it.qa)]
     preds = [Prediction(it.id, str(records[it]["output"]), it.qa, n) for n, it in enumerate(items, 1)
-             if it in records and has_reference(by_id[it.id], it.qa)]
-    unscored = sum(it in records for it in items) - len(preds)
+             if it in records and not records[it].get("skipped") and has_reference(by_id[it.id], it.qa)]
+    unscored = sum(it in records for it in items) - len(preds) - len(skipped)
     scoring = ScoringConfig.from_mapping(_container(cfg.reward), mode=cfg.mode)
     judge = Judge.from_config(cfg.judge) if preds else None
     try:
         rows = score_records(preds, by_id, scoring, judge, cfg.get("score_chunk_size", 256),
                              str(Path(cfg.out) / "predictions.jsonl"))
+        rows += [scored_skip(it, records[it], by_id[it.id]) for it in skipped]  # counted: incorrect
         summary = summarize(rows, cfg.mode, judge, n_samples=len(by_id))
     finally:
         if judge is not None:
@@ -203,8 +207,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         holder["b"] = make_backend(cfg, samples)
         return holder["b"]
 
+    skip_unusable(items, by_id, cfg.frames, preds_log)  # what frame headers show, before a model loads
     try:
-        stats = generate_predictions(items, backend, preds_log, int(cfg.batch_size), bool(cfg.get("progress", True)))
+        stats = generate_predictions(items, backend, preds_log, int(cfg.batch_size), bool(cfg.get("progress", True)),
+                                     cfg.frames)
     finally:
         if "b" in holder:
             holder["b"].close()
@@ -216,10 +222,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     counts = {"samples": len(samples), "items": len(items), "predictions": sum(it in records for it in items),
               "scored": len(rows), "unscored": unscored,
               "close": sum(r["qa"] == "close" for r in rows), "open": sum(r["qa"] == "open" for r in rows)}
+    skipped = [{"id": it.id, "qa": it.qa, "kind": records[it].get("kind"), "reason": records[it].get("reason")}
+               for it in items if it in records and records[it].get("skipped")]
+    if skipped:
+        counts["skipped"] = len(skipped)
     b = cfg.bootstrap
     results = report.build_results(rows, config=run_config(cfg), split=split, counts=counts, judge=judge,
                                    timing=timing, n_resamples=int(b.resamples), seed=int(b.seed),
                                    confidence=float(b.confidence))
+    results["skipped"] = skipped  # frames.on_error=skip: items whose input could not be used, with the reason
     if cfg.submission.get("template"):
         results["submission"] = write_submission(cfg, items, records, by_id)
     report.write_results(out, results, rows)
@@ -253,7 +264,9 @@ def main(cfg: DictConfig) -> int:
     print(results_markdown(results))
     t, c = results["timing"], results["counts"]
     print(f"{c['predictions']} predictions ({t['generated']} generated now in {t['seconds']:.1f}s, "
-          f"{t['already_done']} resumed), {c['scored']} scored, {c['unscored']} without a reference")
+          f"{t['already_done']} resumed), {c['scored']} scored, {c['unscored']} without a reference"
+          + (f", {c['skipped']} skipped for their input (frames.on_error=skip; listed in results.json)"
+             if c.get("skipped") else ""))
     if "submission" in results:
         s = results["submission"]
         print(f"submission: {s['path']} ({s['answered']}/{s['rows']} answered, {s['no_prediction']} without a "

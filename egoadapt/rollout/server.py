@@ -6,6 +6,7 @@ always stopped (the whole process group) on exit.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -15,6 +16,10 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+class _PortTaken(Exception):
+    pass
 
 
 def free_port() -> int:
@@ -60,11 +65,23 @@ class VLLMServer:
     def start(self) -> "VLLMServer":
         if self.process is not None:
             return self
-        self.port = self.port or free_port()
+        auto_port = not self.port
+        for attempt in range(3 if auto_port else 1):
+            self.port = self.port if not auto_port else free_port()
+            try:
+                return self._start_once()
+            except _PortTaken:
+                # the free port was taken between our probe and vLLM's bind (another suite,
+                # another server): pick a new one rather than fail the run
+                if not auto_port or attempt == 2:
+                    raise RuntimeError(f"vLLM server for {self.model}: port {self.port} is taken") from None
+
+    def _start_once(self) -> "VLLMServer":
         env = dict(os.environ)
         if self.dev_mode:
             env["VLLM_SERVER_DEV_MODE"] = "1"
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, self.kv_cache_bytes // 1024**3)))
+        log_start = self.log_path.stat().st_size if self.log_path and self.log_path.exists() else 0
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
                                         start_new_session=True)
@@ -72,13 +89,25 @@ class VLLMServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self.process = None
+                if self.log_path and b"address already in use" in self.log_path.read_bytes()[log_start:].lower():
+                    raise _PortTaken()
                 raise RuntimeError(f"vLLM server for {self.model} exited during start-up"
                                    + (f"; see {self.log_path}" if self.log_path else ""))
-            if self.healthy():
+            if self.healthy() and self._serves_our_model():
                 return self
             time.sleep(1.0)
         self.stop()
         raise TimeoutError(f"vLLM server for {self.model} not healthy after {self.startup_timeout:.0f} s")
+
+    def _serves_our_model(self) -> bool:
+        """The server on our port is ours, not one that took the port first (its bind then fails)."""
+        if self.trl:
+            return self.process is not None and self.process.poll() is None
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/models", timeout=5) as r:
+                return any(m.get("root") == self.model for m in json.loads(r.read()).get("data", []))
+        except (OSError, ValueError):
+            return False
 
     def healthy(self) -> bool:
         try:

@@ -6,6 +6,8 @@ from typing import Any
 import torch
 from trl.chat_template_utils import get_training_chat_template
 
+from egoadapt.data.frames import on_skip
+from egoadapt.data.load import DataError
 from egoadapt.train.datasets import prompt_qa
 from egoadapt.train.video import VideoInputs
 
@@ -42,7 +44,23 @@ class VideoSFTCollator:
                              "lower frames.max_frames / model.max_pixels or raise trainer.max_length")
         return out_ids, labels
 
+    def usable(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rows whose clips still process. All were checked before training (`usable_samples`), but
+        a file can change under a run: with frames.on_error=skip such a row leaves the batch, logged."""
+        kept, error = [], None
+        for r in rows:
+            try:
+                self.video.vision(r["sample_id"])
+                kept.append(r)
+            except DataError as e:
+                on_skip(e, self.video.frames_cfg)
+                error = e
+        if not kept:
+            raise error  # a batch with no row left: nothing to train on
+        return kept
+
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        rows = self.usable(rows)
         encoded = [self.encode(r) for r in rows]
         width = max(len(ids) for ids, _ in encoded)
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)

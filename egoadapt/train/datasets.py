@@ -8,14 +8,22 @@ collator and in the GRPO rollout. `prompt` here is the same prompt as text with 
 """
 from __future__ import annotations
 
+import json
+import logging
+from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
 
+from egoadapt.data.frames import skipped_row
+from egoadapt.data.load import DataError
 from egoadapt.data.prompts import target_text
 from egoadapt.data.schema import Sample
 from egoadapt.train.video import VideoInputs
+
+log = logging.getLogger(__name__)
 
 QA_MODES = {"close": ("close",), "open": ("open",), "both": ("close", "open")}
 
@@ -48,6 +56,29 @@ def reward_columns(sample: Sample, qa: str) -> dict[str, Any]:
         "options": list(sample.options), "question": sample.question, "detailed_answer": sample.detailed_answer,
         "category": sample.category, "question_type": sample.question_type, "domain": sample.domain,
     }
+
+
+def usable_samples(samples: Sequence[Sample], video: VideoInputs, out: Path) -> list[Sample]:
+    """The samples whose clips load and process (`VideoInputs.usable`): the dataset never holds a
+    bad one. Those skipped (frames.on_error=skip) are listed in out/skipped_samples.jsonl."""
+    from accelerate import PartialState
+
+    kept, skipped = video.usable(samples)
+    if skipped and not kept:
+        raise DataError(skipped)  # nothing to train on: say why
+    path = out / "skipped_samples.jsonl"
+    if skipped:
+        log.warning("frames.on_error=skip: left out %d of %d training samples (%s); listed in %s", len(skipped),
+                    len(samples), ", ".join(f"{k}: {v}" for k, v in sorted(Counter(p.kind for p in skipped).items())),
+                    path)
+    if PartialState().is_main_process:
+        if skipped:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text("".join(json.dumps(skipped_row(p)) + "\n" for p in skipped))
+            tmp.replace(path)
+        else:
+            path.unlink(missing_ok=True)  # a resumed run whose inputs were fixed since
+    return kept
 
 
 def build_dataset(samples: Sequence[Sample], video: VideoInputs, qa: str = "close",

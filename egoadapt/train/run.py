@@ -160,7 +160,7 @@ def run(cfg: DictConfig, out: Path) -> Path:
 
     from egoadapt.data.cache import InputCache
     from egoadapt.models.loading import load_model, load_processor, peft_config
-    from egoadapt.train.datasets import build_dataset
+    from egoadapt.train.datasets import build_dataset, usable_samples
     from egoadapt.train.video import VideoInputs
 
     preflight(cfg)
@@ -174,9 +174,10 @@ def run(cfg: DictConfig, out: Path) -> Path:
         save_run_config(cfg, out)
     samples = train_samples(cfg, out)
     processor = load_processor(cfg.model)
-    model = load_model(cfg.model, training=True)
     cache = InputCache(cfg.get("cache_dir"), enabled=bool(cfg.get("cache_dir")))
     video = VideoInputs(samples, processor, cfg.frames, cfg.prompt, cache=cache)
+    samples = usable_samples(samples, video, out)  # every clip read and processed before the model loads
+    model = load_model(cfg.model, training=True)
     args = trl_config_class(cfg.algorithm)(**trainer_kwargs(cfg, out))
     dataset = build_dataset(samples, video, qa=cfg.data.get("qa", "close"), with_target=cfg.algorithm == "sft")
     log.info("%s on %d rows (%d samples), process %d of %d -> %s", cfg.algorithm.upper(), len(dataset), len(samples),
@@ -235,6 +236,11 @@ def merge_lora(folder: Path) -> None:
 def main(cfg: DictConfig) -> int:
     from hydra.core.hydra_config import HydraConfig
 
+    from egoadapt.data.load import DataError
+
     out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path(cfg.out)
-    run(cfg, out)
+    try:
+        run(cfg, out)
+    except DataError as e:  # names file, record and field: no traceback needed
+        raise SystemExit(f"egoadapt train: {e}") from None
     return 0

@@ -11,13 +11,14 @@ each of them.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 
 from egoadapt.data.cache import InputCache, vision_inputs
-from egoadapt.data.frames import load_clip
+from egoadapt.data.frames import load_clip, on_skip, skip_mode
+from egoadapt.data.load import DataError, Problem
 from egoadapt.data.prompts import build_messages
 from egoadapt.data.schema import Sample
 
@@ -50,6 +51,21 @@ class VideoInputs:
         else:
             self._memory.move_to_end(sample_id)
         return hit
+
+    def usable(self, samples: Sequence[Sample]) -> tuple[list[Sample], list[Problem]]:
+        """(samples whose frames load and process, problems of the others), checked up front: each
+        sample's vision inputs are computed (and cached) here. A bad sample raises its FrameError,
+        or with frames.on_error=skip is left out and logged (`on_skip`)."""
+        skip_mode(self.frames_cfg)  # a bad on_error value fails here, not at the first bad sample
+        kept, skipped = [], []
+        for s in samples:
+            try:
+                self.vision(s.id)
+            except DataError as e:
+                skipped.append(on_skip(e, self.frames_cfg))
+                continue
+            kept.append(s)
+        return kept, skipped
 
     def num_video_tokens(self, sample_id: str) -> int:
         return int(self.vision(sample_id)["video_grid_thw"].prod()) // self.merge

@@ -87,10 +87,11 @@ def test_answers_file_fills_letters_and_texts(tmp_path):
 def test_every_frame_path_resolves_under_a_release_shaped_root(tmp_path):
     records = json.loads(TESTBED.read_text())
     paths = {p for r in records for p in r["video_path"]}
-    for p in paths:  # empty files where the release puts the frames
+    frame = Path(write_frames(tmp_path / "one", 1)[0]).read_bytes()  # validate reads every frame's header
+    for p in paths:  # a small frame where the release puts each one
         f = tmp_path / p.lstrip("/")
         f.parent.mkdir(parents=True, exist_ok=True)
-        f.touch()
+        f.write_bytes(frame)
     samples, report = load_with_report(real_cfg(root=str(tmp_path), check_files=True, on_error="skip"))
     assert len(samples) == 957 and report.skipped == 0 and report.problems == []
     assert all(Path(f).is_file() and str(f).startswith(str(tmp_path))
