@@ -146,7 +146,8 @@ def compare(evals: Sequence[Evaluation], *, n_resamples: int = DEFAULT_RESAMPLES
             row["runs"][e.label] = None if r is None else {k: r.get(k) for k in ("accuracy", "ci_low", "ci_high", "n")}
             if e is base:
                 continue
-            if base.scores and e.scores:
+            unmeasured = brow.get("unmeasured") or (r or {}).get("unmeasured")  # judge failed: no OpenQA delta
+            if base.scores and e.scores and not unmeasured:
                 row["deltas"][e.label] = _paired(base, e, key, n_resamples, seed, confidence)
             else:  # no per-question scores: the plain difference, without a paired test
                 d = None if r is None or brow["accuracy"] is None or r["accuracy"] is None else \

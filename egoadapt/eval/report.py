@@ -8,7 +8,9 @@ The table is a flat list of cells keyed by (qa, domain, category, stat):
     stat      micro (mean over questions) | macro (mean over domains; only with domain=all)
 
 Every row: n, correct, accuracy, ci_low, ci_high (percentile bootstrap; macro rows
-resample within domains), format_violation_rate, and for macro rows n_domains.
+resample within domains), format_violation_rate, and for macro rows n_domains. When the
+judge failed above judge.max_failure_rate, the cells holding OpenQA answers have no
+accuracy (null) and `unmeasured: "n/a (judge failed: K of N)"` instead.
 
 Files (each written atomically): results.json (schema in `build_results`), results.csv
 (the table), results.md (pivot tables for people), scores.jsonl (one scored row per
@@ -38,7 +40,8 @@ SCHEMA = "egoadapt.eval.results/1"
 QA_LEVELS = ("all", "close", "open")
 ALL = "all"
 KEY_FIELDS = ("qa", "domain", "category", "stat")
-CSV_FIELDS = (*KEY_FIELDS, "n", "correct", "accuracy", "ci_low", "ci_high", "format_violation_rate", "n_domains")
+CSV_FIELDS = (*KEY_FIELDS, "n", "correct", "accuracy", "ci_low", "ci_high", "format_violation_rate", "n_domains",
+              "unmeasured")
 
 
 def row_key(row: Mapping[str, Any]) -> tuple[str, str, str, str]:
@@ -101,6 +104,13 @@ def build_table(rows: Sequence[Mapping[str, Any]], *, n_resamples: int = DEFAULT
     return [cell(rows, k, n_resamples=n_resamples, seed=seed, confidence=confidence) for k in cell_keys(rows)]
 
 
+def mark_unmeasured(table: list[dict[str, Any]], rows: Sequence[Mapping[str, Any]], note: str) -> None:
+    """Fallback marks are no measurement: cells that hold OpenQA answers lose their accuracy."""
+    for r in table:
+        if any(x["qa"] == "open" for x in select(rows, r["qa"], r["domain"], r["category"])):
+            r.update(correct=None, accuracy=None, ci_low=None, ci_high=None, unmeasured=f"n/a ({note})")
+
+
 def find_row(table: Sequence[Mapping[str, Any]], key: Sequence[str]) -> Mapping[str, Any] | None:
     key = tuple(key)
     return next((r for r in table if row_key(r) == key), None)
@@ -121,17 +131,21 @@ def build_results(rows: Sequence[Mapping[str, Any]], *, config: Mapping[str, Any
                (+ _macro_accuracy), format_violation_rate, each with ci_low/ci_high
     table      the cells (module docstring)
     bootstrap  {resamples, seed, confidence, method}
-    judge      settings (no key), counters, statuses, unjudged (from egoadapt.eval.score)
+    judge      settings (no key), counters, statuses, unjudged, asked, failed, failure_rate,
+               max_failure_rate, unmeasured (from egoadapt.eval.score.summarize)
     timing     generation time and throughput of this invocation and of all predictions
     """
     table = build_table(rows, n_resamples=n_resamples, seed=seed, confidence=confidence)
+    note = (judge or {}).get("unmeasured")
+    if note:
+        mark_unmeasured(table, rows, note)
     return {
         "schema": SCHEMA,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": dict(config),
         "split": dict(split),
         "counts": dict(counts or {}),
-        "summary": headline(table),
+        "summary": {**headline(table), **({"unmeasured": f"OpenQA: n/a ({note})"} if note else {})},
         "table": table,
         "bootstrap": {"resamples": n_resamples, "seed": seed, "confidence": confidence,
                       "method": "percentile; macro rows resample within domains"},
@@ -174,7 +188,16 @@ def table_csv(table: Sequence[Mapping[str, Any]]) -> str:
 def _cell_text(r: Mapping[str, Any] | None) -> str:
     if r is None or not r["n"]:
         return "-"
+    if r.get("unmeasured"):
+        return f"{r['unmeasured']} (n={r['n']})"
     return f"{pct(r['accuracy'])} [{pct(r['ci_low'])}, {pct(r['ci_high'])}] (n={r['n']})"
+
+
+def breaker_text(counters: Mapping[str, Any]) -> str:
+    if not counters.get("breaker_opens"):
+        return ""
+    return (f"; judge circuit opened {counters['breaker_opens']} times, {counters.get('breaker_skips')} "
+            "calls skipped (judge down)")
 
 
 def results_markdown(results: Mapping[str, Any]) -> str:
@@ -189,11 +212,14 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     domains = sorted({r["domain"] for r in table if r["domain"] != ALL})
     cats = category_order({r["category"] for r in table if r["category"] != ALL})
     s = results["summary"]
+    j = results.get("judge") or {}
     lines = [
         f"# Evaluation: {cfg.get('checkpoint', '?')}", "",
         (f"backend `{cfg.get('backend')}`, scoring mode `{cfg.get('mode')}`, questions: {where}; "
          f"accuracy in %, [{conf}% bootstrap interval], n questions."), "",
         f"Format violations: {pct(s.get('format_violation_rate'))}%", "",
+        *([f"**OpenQA accuracy is unmeasured** ({j['unmeasured']}; judge.max_failure_rate="
+           f"{j.get('max_failure_rate')}): rescore when the judge is back.", ""] if j.get("unmeasured") else []),
         "| group | " + " | ".join(names[q] for q in qas) + " |",
         "|---|" + "---|" * len(qas),
     ]
@@ -212,12 +238,11 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         for d in domains:
             lines.append(f"| {d} | " + " | ".join(_cell_text(find_row(table, (q, d, c, "micro"))) for c in cats)
                          + " |")
-    j = results.get("judge") or {}
     if j.get("counters"):
         c = j["counters"]
         lines += ["", (f"Judge: calls {c.get('calls')}, cache hits {c.get('cache_hits')}, failures "
                        f"{c.get('failures')}, unparsable {c.get('unparsable')}, budget exhausted "
-                       f"{c.get('budget_exhausted')}")]
+                       f"{c.get('budget_exhausted')}" + breaker_text(c))]
     if j.get("unjudged"):
         lines += ["", f"{j['unjudged']} OpenQA answers needed a judge and had none (scored incorrect)."]
     skipped = results.get("skipped") or []

@@ -73,6 +73,13 @@ def preflight(cfg: DictConfig) -> None:
         check_model_path(str(cfg.checkpoint))
     except ModelConfigError as e:
         raise EvalError(f"checkpoint={cfg.checkpoint}: {e}") from None
+    if cfg.qa in ("open", "both"):  # only OpenQA asks the judge
+        from egoadapt.rewards.judge import JudgeConfigError, check_judge_config
+
+        try:
+            check_judge_config(cfg.get("judge"))
+        except JudgeConfigError as e:
+            raise EvalError(str(e)) from None
 
 
 def eval_samples(cfg: DictConfig) -> tuple[list[Sample], dict[str, Any]]:
@@ -158,7 +165,7 @@ def score(cfg: DictConfig, items: list[Item], records: dict[Item, dict], by_id: 
              if it in records and not records[it].get("skipped") and has_reference(by_id[it.id], it.qa)]
     unscored = sum(it in records for it in items) - len(preds) - len(skipped)
     scoring = ScoringConfig.from_mapping(_container(cfg.reward), mode=cfg.mode)
-    judge = Judge.from_config(cfg.judge) if preds else None
+    judge = Judge.from_config(cfg.judge) if any(p.qa == "open" for p in preds) else None
     try:
         rows = score_records(preds, by_id, scoring, judge, cfg.get("score_chunk_size", 256),
                              str(Path(cfg.out) / "predictions.jsonl"))
@@ -272,4 +279,9 @@ def main(cfg: DictConfig) -> int:
         print(f"submission: {s['path']} ({s['answered']}/{s['rows']} answered, {s['no_prediction']} without a "
               f"prediction, {s['invalid']} without a valid letter)")
     print(f"wrote {Path(cfg.out) / 'results.json'}, results.csv, results.md")
+    if results["judge"].get("unmeasured"):
+        from egoadapt.eval.score import EXIT_JUDGE_FAILED, judge_failure_message
+
+        print(f"egoadapt eval: {judge_failure_message(results['judge'])}", file=sys.stderr)
+        return EXIT_JUDGE_FAILED
     return 0

@@ -9,6 +9,11 @@ the model's raw text) with the same code GRPO uses for rewards
     DIR/summary.json      accuracy overall / per QA type / per domain / category / question
                           type, format-violation rate, issue and method counts, judge counters
     DIR/score_config.yaml the composed config (the judge key's variable name only)
+
+When the judge fails on more than `judge.max_failure_rate` of the answers it was asked
+about, OpenQA accuracy (and the pooled accuracy) is reported as unmeasured (null, with a
+note) rather than as the fallback marks' score, and the command exits 3 after writing
+every file.
 """
 from __future__ import annotations
 
@@ -24,13 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from egoadapt.data.schema import Sample
-from egoadapt.rewards.judge import Judge, settings_dict
+from egoadapt.rewards.judge import FALLBACK_STATUSES, Judge, check_judge_config, settings_dict
 from egoadapt.rewards.scoring import MODES, Score, ScoringConfig, Target, score_outputs
 
 log = logging.getLogger(__name__)
 
 QA_TYPES = ("close", "open")
 MAX_REPORTED_ERRORS = 10
+EXIT_JUDGE_FAILED = 3  # eval and score: files written, but the judge failed above judge.max_failure_rate
 
 
 class ScoreInputError(ValueError):
@@ -199,30 +205,63 @@ def summarize(rows: list[dict[str, Any]], mode: str, judge: Judge | None = None,
         "counters": judge.counters if judge else None,
         "statuses": dict(sorted(statuses.items())),
         "unjudged": statuses.get("unjudged", 0),
+        **judge_health(rows, judge.settings.max_failure_rate if judge else None),
     }
+    note = summary["judge"]["unmeasured"]
+    if note:  # the fallback marks are not a measurement: no accuracy for OpenQA or pooled
+        for block in (summary, summary["overall"], summary.get("open") or {}):
+            block.update(accuracy=None, unmeasured=note)
+            for key in ("domain", "category", "question_type"):
+                for v in block.get(f"by_{key}", {}).values():
+                    v.update(accuracy=None)
     return summary
 
 
+def judge_health(rows: Sequence[Mapping[str, Any]], max_failure_rate: float | None) -> dict[str, Any]:
+    """How many answers went to the judge, how many got the fallback mark instead (failed,
+    skipped by the circuit breaker, unparsable, over budget), and `unmeasured`: a note when
+    that share exceeds max_failure_rate (then OpenQA accuracy is not a measurement), else None."""
+    asked = [r for r in rows if r.get("judge_status") not in (None, "unjudged")]
+    failed = sum(r["judge_status"] in FALLBACK_STATUSES for r in asked)
+    rate = failed / len(asked) if asked else None
+    over = rate is not None and max_failure_rate is not None and rate > max_failure_rate
+    return {"asked": len(asked), "failed": failed, "failure_rate": rate, "max_failure_rate": max_failure_rate,
+            "unmeasured": f"judge failed: {failed} of {len(asked)}" if over else None}
+
+
+def judge_failure_message(judge_summary: Mapping[str, Any]) -> str:
+    j = judge_summary
+    return (f"the judge failed on {j['failed']} of {j['asked']} OpenQA answers "
+            f"({100 * j['failure_rate']:.0f}% > judge.max_failure_rate={j['max_failure_rate']}): OpenQA accuracy "
+            "is reported as unmeasured; every file is written, and rerunning when the judge is back asks it "
+            "only about the failed answers (verdicts are cached)")
+
+
 def format_summary(summary: dict[str, Any]) -> str:
-    def pct(x: float | None) -> str:
+    def pct(x: float | None, block: Mapping[str, Any] | None = None) -> str:
+        if x is None and block is not None and block.get("unmeasured"):
+            return f"n/a ({block['unmeasured']})"
         return "-" if x is None else f"{100 * x:.1f}"
 
-    lines = [(f"mode: {summary['mode']}   predictions: {summary['n']}   "
-              f"accuracy: {pct(summary['accuracy'])}%   format violations: {pct(summary['format_violation_rate'])}%"),
+    accuracy = f"n/a ({summary['unmeasured']})" if summary.get("unmeasured") else f"{pct(summary['accuracy'])}%"
+    lines = [(f"mode: {summary['mode']}   predictions: {summary['n']}   accuracy: {accuracy}   "
+              f"format violations: {pct(summary['format_violation_rate'])}%"),
              "", "| group | n | accuracy % |", "|---|---|---|"]
     for qa in QA_TYPES:
         if qa not in summary:
             continue
         b = summary[qa]
-        lines.append(f"| {qa}QA | {b['n']} | {pct(b['accuracy'])} |")
+        lines.append(f"| {qa}QA | {b['n']} | {pct(b['accuracy'], b)} |")
         for key in ("domain", "category"):
             for g, v in b[f"by_{key}"].items():
-                lines.append(f"| {qa} · {g} | {v['n']} | {pct(v['accuracy'])} |")
+                lines.append(f"| {qa} · {g} | {v['n']} | {pct(v['accuracy'], b)} |")
     j = summary["judge"]
     if j["counters"]:
         c = j["counters"]
+        skipped = (f", circuit opened {c['breaker_opens']} times, {c['breaker_skips']} calls skipped (judge down)"
+                   if c.get("breaker_opens") else "")
         lines.append(f"\njudge: calls {c['calls']}, cache hits {c['cache_hits']}, failures {c['failures']}, "
-                     f"unparsable {c['unparsable']}, budget exhausted {c['budget_exhausted']}")
+                     f"unparsable {c['unparsable']}, budget exhausted {c['budget_exhausted']}{skipped}")
     if j["unjudged"]:
         lines.append(f"\n{j['unjudged']} OpenQA answers needed a judge and had none (scored incorrect): "
                      "add judge=vllm_local or judge=qwen_max")
@@ -236,7 +275,8 @@ def write_atomic(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        # errors="replace": a lone surrogate from a JSON input ("\\ud800") becomes "?", not a crash
+        with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -268,6 +308,7 @@ def main(cfg: Any) -> int:
         print(f"egoadapt score: mode must be one of {', '.join(MODES)}, got {cfg.mode!r}", file=sys.stderr)
         return 2
     try:
+        check_judge_config(cfg.judge)  # preflight: a judge that cannot work fails before anything loads
         preds = read_predictions(cfg.predictions)
         samples = {s.id: s for s in _load_samples(cfg.data)}
         scoring = ScoringConfig.from_mapping(OmegaConf.to_container(cfg.reward, resolve=True), mode=cfg.mode)
@@ -293,4 +334,7 @@ def main(cfg: Any) -> int:
     write_atomic(out / "score_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     print(format_summary(summary))
     print(f"\nwrote {out / 'scores.jsonl'} and {out / 'summary.json'}")
+    if summary["judge"]["unmeasured"]:
+        print(f"egoadapt score: {judge_failure_message(summary['judge'])}", file=sys.stderr)
+        return EXIT_JUDGE_FAILED
     return 0

@@ -19,16 +19,21 @@ Add a reward:
 """
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from egoadapt.rewards.judge import Judge
+from egoadapt.rewards.judge import FALLBACK_STATUSES, Judge
 from egoadapt.rewards.parse import parse_answer
 from egoadapt.rewards.scoring import Score, ScoringConfig, Target, score_outputs
 
+log = logging.getLogger(__name__)
+
 RewardFn = Callable[..., list]
+JUDGE_METRICS = ("calls", "cache_hits", "failures", "unparsable", "budget_exhausted", "breaker_opens", "breaker_skips")
+REWARN_EVERY = 50  # batches: a long judge outage is warned about again
 _REGISTRY: dict[str, Callable[[BatchScorer], RewardFn]] = {}
 
 # Columns TRL passes that are not dataset columns.
@@ -91,6 +96,7 @@ class BatchScorer:
         self._lock = threading.Lock()
         self._last_key: tuple | None = None
         self._last: list[Score] = []
+        self._failing_batches = 0  # batches in a row whose judge failure rate is over the limit
 
     def texts_and_targets(self, completions, columns) -> tuple[list[str], list[Target]]:
         texts = [completion_text(c) for c in completions]
@@ -105,10 +111,32 @@ class BatchScorer:
             before = self.judge.counters if self.judge else None
             scores = score_outputs(texts, targets, self.cfg, self.judge)
             self._last_key, self._last = key, scores
-        self._log(columns.get("log_metric"), scores, before)
+            rate = self._judge_health(scores)
+        self._log(columns.get("log_metric"), scores, before, rate)
         return scores
 
-    def _log(self, log_metric, scores: list[Score], before: dict | None) -> None:
+    def _judge_health(self, scores: list[Score]) -> float | None:
+        """This batch's judge failure rate; warns when it goes over judge.max_failure_rate,
+        again every REWARN_EVERY batches while it stays there, and when it recovers. Training
+        goes on: a transient outage costs some fallback rewards, not the run."""
+        asked = [s for s in scores if s.judge_status not in (None, "unjudged")]
+        if self.judge is None or not asked:
+            return None
+        failed = sum(s.judge_status in FALLBACK_STATUSES for s in asked)
+        rate, limit = failed / len(asked), self.judge.settings.max_failure_rate
+        if limit is not None and rate > limit:
+            self._failing_batches += 1
+            if self._failing_batches % REWARN_EVERY == 1:
+                log.warning("JUDGE FAILING: %d of %d judgments in this batch got the fallback mark (> "
+                            "judge.max_failure_rate=%s), %d batch(es) in a row; their OpenQA rewards are not the "
+                            "judge's. Training goes on; see the judge/* metrics.", failed, len(asked), limit,
+                            self._failing_batches)
+        elif self._failing_batches:
+            log.warning("judge recovered after %d failing batch(es)", self._failing_batches)
+            self._failing_batches = 0
+        return rate
+
+    def _log(self, log_metric, scores: list[Score], before: dict | None, judge_failure_rate: float | None) -> None:
         if not callable(log_metric) or not scores:
             return
         n = len(scores)
@@ -116,8 +144,10 @@ class BatchScorer:
             log_metric(f"score/{issue}", sum(s.issue == issue for s in scores) / n)
         if self.judge is not None and before is not None:
             after = self.judge.counters
-            for k in ("calls", "cache_hits", "failures", "unparsable", "budget_exhausted"):
+            for k in JUDGE_METRICS:
                 log_metric(f"judge/{k}", float(after[k] - before[k]))
+        if judge_failure_rate is not None:
+            log_metric("judge/failure_rate", judge_failure_rate)
 
 
 # --------------------------------------------------------------------------- built-in rewards

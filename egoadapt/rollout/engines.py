@@ -178,13 +178,15 @@ class VLLMServerEngine(RolloutEngine):
     def __init__(self, video, sampling, base_url: str, model: str, weights_dir: Path,
                  timeout: float = 600.0, max_concurrency: int = 16):
         super().__init__(video, sampling)
-        import httpx
+        from egoadapt.net import DeadlineClient
 
         self.base_url = base_url.rstrip("/")
         self.root = self.base_url.removesuffix("/v1")
         self.model = model
         self.weights_dir = Path(weights_dir)
-        self.http = httpx.Client(timeout=timeout)
+        # `timeout` bounds each whole request (headers and body), not each socket read:
+        # a stuck server fails the step instead of hanging training
+        self.http = DeadlineClient(timeout_s=timeout, max_connections=max_concurrency)
         self.max_concurrency = max_concurrency
 
     def _video_url(self, sid: str) -> str:

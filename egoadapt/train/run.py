@@ -88,6 +88,12 @@ def preflight(cfg: DictConfig) -> None:
         bad = [n for n in reward_names if n not in available_rewards()]
         if bad:
             raise TrainConfigError(f"unknown rewards {bad}; registered: {available_rewards()}")
+        from egoadapt.rewards.judge import JudgeConfigError, check_judge_config
+
+        try:  # a judge that cannot work fails here, not as fallback rewards during training
+            check_judge_config(cfg.get("judge"))
+        except JudgeConfigError as e:
+            raise TrainConfigError(str(e)) from None
     trainer_kwargs(cfg, Path(cfg.out))  # unknown trainer keys fail here
 
 

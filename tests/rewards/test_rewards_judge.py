@@ -129,7 +129,8 @@ def test_server_stopped_mid_run(stub, tmp_path):
 
 def test_slow_responses_past_the_timeout(stub):
     stub.latency_s = 3.0
-    with make_judge(stub, timeout_s=0.2, retries=1, concurrency=4) as judge:
+    # breaker off: this test is about each attempt's deadline (tests/reliability: the breaker)
+    with make_judge(stub, timeout_s=0.2, retries=1, concurrency=4, breaker_failures=0) as judge:
         verdicts = judge.judge_many(requests(8))
     # every reply would have come (3 s, ok); each attempt was abandoned at its deadline instead
     assert all(v.status == "failed" and v.mark == 0.0 for v in verdicts)
