@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 RECIPE = "@recipe"  # config name of commands whose primary config is a recipe (recipe=NAME)
+INFO_FLAGS = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--shell-completion", "-sc"}  # Hydra runs no job
 
 # command words -> (module:function, primary config name, one-line help)
 COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
@@ -89,16 +90,32 @@ def _hydra_quote(s: str) -> str:
     return "'" + s.replace("'", "\\'") + "'"
 
 
-def compose(config_name: str, overrides: list[str]) -> DictConfig:
+def compose(config_name: str, overrides: list[str], recipe: bool = False) -> DictConfig:
+    """conf/<config_name>.yaml (or recipes/<config_name>.yaml on conf/) with Hydra overrides."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+    config_dir, extra = (RECIPES_DIR, [f"hydra.searchpath=[file://{CONF_DIR}]"]) if recipe else (CONF_DIR, [])
+    with initialize_config_dir(config_dir=str(config_dir), version_base=None):
         try:
-            return hydra_compose(config_name=config_name, overrides=overrides)
+            return hydra_compose(config_name=config_name, overrides=extra + overrides)
         except HydraException as e:
-            raise UsageError(str(e)) from None
+            raise UsageError(_hydra_error(str(e), "train" if recipe else config_name)) from None
+
+
+def _hydra_error(msg: str, command: str) -> str:
+    """Hydra's refusal of an unknown key, with the closest valid key; never a secret's value."""
+    from egoadapt.config import is_secret_key, secret_message, suggest
+
+    m = re.search(r"Could not override '([^']+)'", msg)
+    if not m:
+        return msg
+    key = m.group(1)
+    if is_secret_key(key.split(".")[-1]):
+        return secret_message(key)
+    close = suggest(command, key)
+    return f"unknown key {key} (did you mean {close}?)" if close else msg
 
 
 def recipes() -> list[str]:
@@ -136,12 +153,31 @@ def run_recipe(target: str, rest: list[str]) -> int:
             flags.append(a)
         else:
             plain.append(a)
+    if not INFO_FLAGS & set(flags):  # every config-only check before Hydra writes anything (.hydra/, train.log)
+        preflight = load_function(target.split(":")[0] + ":preflight")
+        for job in job_overrides(plain, multirun=bool({"-m", "--multirun"} & set(flags))):
+            preflight(compose(name, job, recipe=True))
     sys.argv = ["egoadapt", *flags, f"hydra.searchpath=[file://{CONF_DIR}]", *plain]
     try:
         hydra.main(config_path=str(RECIPES_DIR), config_name=name, version_base="1.3")(task)()
     finally:
         sys.argv = argv
     return int(result.get("rc") or 0)
+
+
+def job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """The overrides of each job a launch will run: a sweep expanded as Hydra's basic sweeper
+    does (none when it cannot: another sweeper's syntax; each job checks itself then)."""
+    if not multirun:
+        return [overrides]
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        return BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(overrides), None)[0]
+    except HydraException:
+        return []
 
 
 def load_function(target: str):
@@ -172,6 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     if show:
         print(OmegaConf.to_yaml(cfg))
         return 0
+    from egoadapt.config import ConfigError, check
+
+    try:  # before the command loads or writes anything
+        check(cfg, config_name)
+    except ConfigError as e:
+        print(f"egoadapt {' '.join(words)}: {e}", file=sys.stderr)
+        return 2
     result = load_function(target)(cfg)
     return int(result or 0)
 

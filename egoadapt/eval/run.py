@@ -47,8 +47,13 @@ def _container(node: Any) -> Any:
 
 def preflight(cfg: DictConfig) -> None:
     """Config-only checks, before any data or model is loaded."""
+    from egoadapt.config import ConfigError, check
     from egoadapt.models.loading import ModelConfigError, check_model_path
 
+    try:  # every key known, types and ranges, no secrets, out= sane (the CLI checked already; Python callers)
+        check(cfg, "eval")
+    except ConfigError as e:
+        raise EvalError(str(e)) from None
     for key, hint in (("checkpoint", "checkpoint=PATH (a save_pretrained folder or a hub id)"),
                       ("out", "out=DIR (the evaluation folder)")):
         if OmegaConf.is_missing(cfg, key) or not cfg.get(key):

@@ -25,6 +25,9 @@ class TrainConfigError(SystemExit):
         super().__init__(f"egoadapt train: {msg}")
 
 
+ALGORITHMS = ("sft", "grpo")
+
+
 def trl_config_class(algorithm: str):
     from trl import GRPOConfig, SFTConfig
 
@@ -62,8 +65,13 @@ def preflight(cfg: DictConfig) -> None:
     """Config-only checks: no model, no data touched."""
     import torch
 
+    from egoadapt.config import ConfigError, check
     from egoadapt.models.loading import ModelConfigError, check_model_path
 
+    try:  # every key known, types and ranges (TRL's fields and GRPO's batch rule too), no secrets, out= sane
+        check(cfg, "train", trainer=trl_config_class(cfg.algorithm) if cfg.get("algorithm") in ALGORITHMS else None)
+    except ConfigError as e:
+        raise TrainConfigError(str(e)) from None
     if cfg.get("out") in (None, "", "???"):
         raise TrainConfigError("out=DIR is required (the run folder)")
     trl_config_class(cfg.algorithm)

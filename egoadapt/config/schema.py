@@ -1,0 +1,315 @@
+"""Typed schemas of the config groups (conf/<group>/) and of each command's primary config.
+
+Types and allowed values only: the values stay in conf/*.yaml, the one place for defaults,
+so every field here is MISSING. `egoadapt.config.validate` checks a composed config against
+these before a command loads or writes anything. The fields are OmegaConf-compatible, so
+they can become Hydra structured configs (ConfigStore) later. The judge and reward groups
+take their fields from the dataclasses that read them (`JudgeSettings`, `ScoringConfig`),
+so a setting added there is known here; `trainer.*` keys are TRL's own fields
+(`egoadapt.config.trainer`).
+"""
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field, fields, make_dataclass
+from typing import Any
+
+from omegaconf import MISSING
+
+from egoadapt.rewards.judge import JudgeSettings
+from egoadapt.rewards.scoring import MODES, ScoringConfig
+
+
+def rule(*choices: str, ge: float | None = None, gt: float | None = None, le: float | None = None,
+         lt: float | None = None, output: str | None = None) -> Any:
+    """A field that must be one of `choices`, within a range, or (output="dir"|"file") a path
+    the command may write to."""
+    meta = dict(choices=choices or None, ge=ge, gt=gt, le=le, lt=lt, output=output)
+    return field(default=MISSING, metadata={k: v for k, v in meta.items() if v is not None})
+
+
+def group(cls: type) -> Any:
+    return field(default_factory=cls)
+
+
+ON_ERROR = ("raise", "skip")
+QA = ("close", "open", "both")
+
+
+# ------------------------------------------------------------------ groups
+
+@dataclass
+class Frames:  # egoadapt.data.frames
+    backend: str = rule("decord", "pyav")
+    fps: float | None = rule(gt=0)
+    max_frames: int = rule(ge=1)
+    max_pixels: int | None = rule(ge=1)
+    odd_frames: str = rule("pad", "drop", "keep")
+    span_tolerance_s: float = rule(ge=0)
+    threads: int = rule(ge=0)
+    on_error: str = rule(*ON_ERROR)
+
+
+@dataclass
+class Lora:
+    enabled: bool = MISSING
+    r: int = rule(ge=1)
+    alpha: int = rule(ge=1)
+    dropout: float = rule(ge=0, lt=1)
+    target_modules: Any = MISSING  # "all-linear" or a list of module names
+    exclude_modules: list[str] = MISSING
+
+
+@dataclass
+class Model:  # egoadapt.models.loading
+    path: str | None = MISSING
+    dtype: str = rule("auto", "bfloat16", "bf16", "float16", "fp16", "float32", "fp32")
+    attn_implementation: str | None = MISSING
+    freeze_vision: bool = MISSING
+    min_pixels: int | None = rule(ge=1)
+    max_pixels: int | None = rule(ge=1)
+    lora: Lora = group(Lora)
+
+
+@dataclass
+class Data:  # egoadapt.data.load
+    format: str = rule("egocross", "support", "jsonl")
+    annotations: str | None = MISSING
+    answers: str | None = MISSING
+    root: str | None = MISSING
+    fps: Any = MISSING  # a rate, or {default: rate, <dataset or domain>: rate}: checked in validate
+    domains: dict[str, str] = MISSING
+    on_error: str = rule(*ON_ERROR)
+    check_files: bool = MISSING
+    limit: int | None = rule(ge=1)
+    qa: str = rule(*QA)  # train: the QA form(s) each training sample is asked in
+    train_limit: int | None = rule(ge=1)
+
+
+@dataclass
+class Split:  # egoadapt.data.split
+    protocol: str = rule("paper_70_30", "lodo", "support")
+    seed: int = MISSING
+    test_fraction: float = rule(gt=0, lt=1)
+    test_domain: str | None = MISSING
+    manifest: str | None = MISSING
+    support: Data = group(Data)
+    side: str = rule("test", "train")  # eval: which side of the manifest to evaluate
+
+
+@dataclass
+class Prompt:  # egoadapt.data.prompts
+    name: str = MISSING
+    system: str | None = MISSING
+    fps_line: str = MISSING
+    fps_line_no_original: str = MISSING
+    closeqa: str = MISSING
+    openqa: str = MISSING
+    time_hint: str = MISSING
+    time_hint_types: list[str] = MISSING
+    target_reason: str = rule("detailed", "answer", "none")
+
+
+@dataclass
+class Rollout:  # egoadapt.rollout.engines
+    engine: str = rule("hf", "vllm_colocate", "vllm_server")
+    engine_kwargs: dict[str, Any] = MISSING
+    base_url: str | None = MISSING
+    model: str | None = MISSING
+    weights_dir: str | None = MISSING
+
+
+@dataclass
+class Logger:
+    report_to: Any = MISSING  # a TRL report_to: none | wandb | tensorboard | a list
+    project: str | None = MISSING
+    run_name: str | None = MISSING
+    dir: str | None = MISSING
+
+
+def _from_dataclass(name: str, source: type, extra: dict[str, Any], rules: dict[str, Any]) -> type:
+    """A schema with the fields (and types) of `source` plus `extra` ({name: type})."""
+    hints = typing.get_type_hints(source)
+    specs = [(n, t, rules.get(n, field(default=MISSING))) for n, t in extra.items()]
+    specs += [(f.name, hints[f.name], rules.get(f.name, field(default=MISSING))) for f in fields(source)]
+    return make_dataclass(name, specs)
+
+
+# also checked where the settings are read (JudgeSettings.__post_init__), for Python callers;
+# here whether or not the judge is enabled or asked
+Judge = _from_dataclass("Judge", JudgeSettings, {"enabled": bool, "name": str | None}, {
+    "temperature": rule(ge=0), "top_p": rule(gt=0, le=1), "max_tokens": rule(ge=1), "concurrency": rule(ge=1),
+    "timeout_s": rule(gt=0), "connect_timeout_s": rule(gt=0), "retries": rule(ge=0), "backoff_s": rule(ge=0),
+    "backoff_max_s": rule(ge=0), "unparsable_retries": rule(ge=0), "max_calls": rule(ge=0),
+    "fallback_mark": rule(ge=0, le=5), "breaker_failures": rule(ge=0), "breaker_cooldown_s": rule(gt=0),
+    "max_failure_rate": rule(ge=0, le=1)})
+Reward = _from_dataclass("Reward", ScoringConfig, {"weights": dict[str, float]}, {
+    "mode": rule(*MODES), "judge_pass_mark": rule(ge=0, le=5), "count_tolerance": rule(ge=0),
+    "iou_threshold": rule(ge=0, le=1), "time_tolerance_s": rule(ge=0), "time_window_s": rule(gt=0),
+    "max_output_chars": rule(ge=1), "max_prediction_chars": rule(ge=1)})
+
+
+# ------------------------------------------------------------------ eval's own nodes
+
+@dataclass
+class Generation:
+    max_new_tokens: int = rule(ge=1)
+    temperature: float = rule(ge=0)
+    top_p: float = rule(gt=0, le=1)
+    top_k: int | None = rule(ge=0)
+
+
+@dataclass
+class Bootstrap:
+    resamples: int = rule(ge=1)
+    seed: int = MISSING
+    confidence: float = rule(gt=0, lt=1)
+
+
+@dataclass
+class Submission:
+    template: str | None = MISSING
+    out: str | None = rule(output="file")
+
+
+@dataclass
+class EvalVllm:
+    engine_kwargs: dict[str, Any] = MISSING
+
+
+@dataclass
+class ValidateOptions:
+    check_files: bool = MISSING
+    decode: bool = MISSING
+
+
+# ------------------------------------------------------------------ primary configs (conf/<name>.yaml)
+
+@dataclass
+class Train:  # recipes/ on conf/train.yaml
+    algorithm: str = rule("sft", "grpo")
+    out: str = rule(output="dir")
+    seed: int = MISSING
+    resume: bool = MISSING
+    requires_gpu: str | None = MISSING
+    merge_lora: bool = MISSING
+    cache_dir: str | None = MISSING
+    model: Model = group(Model)
+    data: Data = group(Data)
+    split: Split = group(Split)
+    frames: Frames = group(Frames)
+    prompt: Prompt = group(Prompt)
+    reward: Reward = group(Reward)
+    judge: Judge = group(Judge)
+    trainer: dict[str, Any] = MISSING  # TRL's SFTConfig / GRPOConfig fields: egoadapt.config.trainer
+    rollout: Rollout = group(Rollout)
+    logger: Logger = group(Logger)
+
+
+@dataclass
+class Eval:
+    checkpoint: str = MISSING
+    backend: str = rule("hf", "vllm")
+    out: str = rule(output="dir")
+    qa: str = rule(*QA)
+    mode: str = rule(*MODES)
+    batch_size: int = rule(ge=1)
+    limit: int | None = rule(ge=1)
+    overwrite: bool = MISSING
+    progress: bool = MISSING
+    score_chunk_size: int = rule(ge=1)
+    model: Model = group(Model)
+    generation: Generation = group(Generation)
+    split: Split = group(Split)
+    vllm: EvalVllm = group(EvalVllm)
+    bootstrap: Bootstrap = group(Bootstrap)
+    submission: Submission = group(Submission)
+    cache_dir: str | None = MISSING
+    data: Data = group(Data)
+    frames: Frames = group(Frames)
+    prompt: Prompt = group(Prompt)
+    reward: Reward = group(Reward)
+    judge: Judge = group(Judge)
+
+
+@dataclass
+class Score:
+    predictions: str = MISSING
+    out: str = rule(output="dir")
+    mode: str = rule(*MODES)
+    chunk_size: int = rule(ge=1)
+    data: Data = group(Data)
+    reward: Reward = group(Reward)
+    judge: Judge = group(Judge)
+
+
+@dataclass
+class DataValidate:
+    data: Data = group(Data)
+    frames: Frames = group(Frames)
+    validate: ValidateOptions = group(ValidateOptions)
+
+
+@dataclass
+class DataSplit:
+    data: Data = group(Data)
+    split: Split = group(Split)
+    out: str | None = rule(output="file")
+
+
+@dataclass
+class DataSynth:  # egoadapt.data.synthetic.SynthConfig
+    out: str = rule(output="dir")
+    seed: int = MISSING
+    videos_per_domain: int = rule(ge=1)
+    questions_per_video: int = rule(ge=1)
+    size: int = rule(ge=28)
+    clip_seconds: float = rule(gt=0)
+    sampling_fps: float = rule(gt=0)
+    video_fps: float = rule(gt=0)
+    jpeg_quality: int = rule(ge=1, le=100)
+    write_videos: bool = MISSING
+    domains: list[str] = MISSING
+
+
+@dataclass
+class ModelTiny:
+    size: str = rule("micro", "small")
+    out: str = rule(output="dir")
+    seed: int = MISSING
+
+
+@dataclass
+class Compare:
+    runs: list[str] = MISSING
+    labels: list[str] | None = MISSING
+    out: str = rule(output="dir")
+    allow_mismatched_splits: bool = MISSING
+    metric: str = MISSING
+    eval_subdir: str = MISSING
+    plots: bool = MISSING
+    bootstrap: Bootstrap = group(Bootstrap)
+
+
+@dataclass
+class Demo:
+    out: str = rule(output="dir")
+    fresh: bool = MISSING
+    seed: int = MISSING
+    model_size: str = rule("micro", "small")
+    videos_per_domain: int = rule(ge=1)
+    sft_epochs: float = rule(gt=0)
+    sft_overrides: dict[str, Any] | None = MISSING  # trainer.* of the SFT step
+    grpo_steps: int = rule(ge=1)
+    grpo_rollout: str = rule("hf", "vllm_colocate", "vllm_server")
+    grpo_overrides: dict[str, Any] | None = MISSING  # trainer.* of the GRPO step
+    eval_backend: str = rule("hf", "vllm")
+    eval_batch_size: int = rule(ge=1)
+    eval_limit: int | None = rule(ge=1)
+
+
+# primary config name (conf/<name>.yaml; "train" for recipes) -> schema
+SCHEMAS: dict[str, type] = {
+    "train": Train, "eval": Eval, "score": Score, "data_validate": DataValidate, "data_split": DataSplit,
+    "data_synth": DataSynth, "model_tiny": ModelTiny, "compare": Compare, "demo": Demo,
+}
