@@ -215,7 +215,7 @@ class Eval:
     mode: str = rule(*MODES)
     batch_size: int = rule(ge=1)
     limit: int | None = rule(ge=1)
-    overwrite: bool = MISSING
+    fresh: bool = MISSING
     progress: bool = MISSING
     score_chunk_size: int = rule(ge=1)
     model: Model = group(Model)

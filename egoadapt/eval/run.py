@@ -117,6 +117,8 @@ def generation_identity(cfg: DictConfig) -> dict[str, Any]:
     ckpt = str(cfg.checkpoint)
     return {
         "checkpoint": os.path.abspath(ckpt) if Path(ckpt).exists() else ckpt,
+        "weights": weights_stamp(ckpt),
+        "data": data_identity(cfg.data),
         "backend": cfg.backend,
         "generation": _container(cfg.generation),
         "prompt": _container(cfg.prompt),
@@ -125,17 +127,37 @@ def generation_identity(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def claim_folder(out: Path, identity: dict[str, Any], overwrite: bool) -> PredictionsLog:
+def data_identity(data: DictConfig) -> dict[str, Any]:
+    """The questions and clips behind the sample ids (answers only matter to scoring, which is redone)."""
+    from egoadapt.data.split import file_sha256
+
+    ann = data.get("annotations")
+    return {"format": data.get("format"), "annotations_sha256": file_sha256(ann) if ann and Path(ann).is_file() else ann,
+            "root": os.path.abspath(data.root) if data.get("root") else None,
+            "fps": _container(data.get("fps")), "domains": _container(data.get("domains"))}
+
+
+def weights_stamp(ckpt: str) -> list | None:
+    """Name, size and mtime of a local checkpoint's weight files: retraining into the same
+    folder changes it, hashing 15 GB would not be worth it. None for a hub id."""
+    folder = Path(ckpt)
+    if not folder.is_dir():
+        return None
+    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(folder.iterdir())
+            if p.suffix in (".safetensors", ".bin") or p.name.endswith(".index.json")]
+
+
+def claim_folder(out: Path, identity: dict[str, Any], fresh: bool) -> PredictionsLog:
     out.mkdir(parents=True, exist_ok=True)
     preds, ident_path = PredictionsLog(out / "predictions.jsonl"), out / "generation.json"
-    if overwrite:
+    if fresh:
         preds.path.unlink(missing_ok=True)
     elif preds.path.exists() and ident_path.exists():
         old = json.loads(ident_path.read_text())
         diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
         if diff:
             raise EvalError(f"{out} holds predictions made with other settings ({', '.join(diff)} differ): "
-                            "use another out=DIR, or overwrite=true to start over")
+                            "use another out=DIR, or fresh=true to start over")
     write_atomic(ident_path, json.dumps(identity, indent=2) + "\n")
     return preds
 
@@ -200,17 +222,25 @@ def config(*overrides: str) -> DictConfig:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Generate (resuming), score and write the results; returns results.json's content."""
-    from egoadapt.eval import report
+    """Generate (resuming), score and write the results; returns results.json's content.
+    One eval at a time per `out=` (a second one fails at once instead of redoing the work)."""
+    from egoadapt.files import exclusive
 
     preflight(cfg)
+    with exclusive(Path(cfg.out), "egoadapt eval"):
+        return _evaluate(cfg)
+
+
+def _evaluate(cfg: DictConfig) -> dict[str, Any]:
+    from egoadapt.eval import report
+
     out = Path(cfg.out)
     samples, split = eval_samples(cfg)
     by_id = {s.id: s for s in samples}
     items = eval_items(samples, cfg.qa)
     if not items:
         raise EvalError(f"qa={cfg.qa}: none of the {len(samples)} questions has options for CloseQA")
-    preds_log = claim_folder(out, generation_identity(cfg), bool(cfg.get("overwrite")))
+    preds_log = claim_folder(out, generation_identity(cfg), bool(cfg.fresh))
     write_atomic(out / "eval_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     holder: dict[str, Any] = {}
@@ -266,11 +296,12 @@ def main(cfg: DictConfig) -> int:
     from egoadapt.eval.report import results_markdown
     from egoadapt.eval.score import ScoreInputError
     from egoadapt.eval.submission import SubmissionError
+    from egoadapt.files import FolderBusyError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         results = evaluate(cfg)
-    except (EvalError, DataError, ScoreInputError, SubmissionError, OmegaConfBaseException) as e:
+    except (EvalError, DataError, ScoreInputError, SubmissionError, FolderBusyError, OmegaConfBaseException) as e:
         print(f"egoadapt eval: {e}", file=sys.stderr)
         return 2
     print(results_markdown(results))

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -157,23 +158,13 @@ def build_engine(cfg: DictConfig, video, out: Path, world_size: int):
     raise TrainConfigError(f"rollout engine {engine!r}: choose hf, vllm_colocate or vllm_server")
 
 
-def last_checkpoint(out: Path) -> str | None:
-    """The newest *complete* checkpoint: a run killed while saving leaves a checkpoint folder
-    without its trainer_state.json (written last), which transformers would pick and fail on."""
-    steps = sorted((int(p.name.split("-")[1]), p) for p in out.glob("checkpoint-*") if p.name.split("-")[1].isdigit())
-    for _, folder in reversed(steps):
-        if (folder / "trainer_state.json").is_file():
-            return str(folder)
-        log.warning("skipping %s: incomplete (the run was stopped while saving it)", folder)
-    return None
-
-
 def run(cfg: DictConfig, out: Path) -> Path:
     import torch
     from transformers import set_seed
 
     from egoadapt.data.cache import InputCache
     from egoadapt.models.loading import load_model, load_processor, peft_config
+    from egoadapt.train.checkpoint import last_checkpoint
     from egoadapt.train.datasets import build_dataset, usable_samples
     from egoadapt.train.video import VideoInputs
 
@@ -184,6 +175,10 @@ def run(cfg: DictConfig, out: Path) -> Path:
     # cpu=True where there is no GPU, or `accelerate launch --multi_gpu` on CPU would leave
     # every process believing it is rank 0 until TRL's config sets the device up.
     state = PartialState(cpu=not torch.cuda.is_available())
+    try:  # TRL's own checks (__post_init__) before anything is written or loaded
+        args = trl_config_class(cfg.algorithm)(**trainer_kwargs(cfg, out))
+    except (TypeError, ValueError) as e:
+        raise TrainConfigError(f"trainer: {e}") from None
     if state.is_main_process:
         save_run_config(cfg, out)
     samples = train_samples(cfg, out)
@@ -192,19 +187,17 @@ def run(cfg: DictConfig, out: Path) -> Path:
     video = VideoInputs(samples, processor, cfg.frames, cfg.prompt, cache=cache)
     samples = usable_samples(samples, video, out)  # every clip read and processed before the model loads
     model = load_model(cfg.model, training=True)
-    args = trl_config_class(cfg.algorithm)(**trainer_kwargs(cfg, out))
     dataset = build_dataset(samples, video, qa=cfg.data.get("qa", "close"), with_target=cfg.algorithm == "sft")
     log.info("%s on %d rows (%d samples), process %d of %d -> %s", cfg.algorithm.upper(), len(dataset), len(samples),
              state.process_index, state.num_processes, out)
 
     if cfg.algorithm == "sft":
-        from trl import SFTTrainer
-
         from egoadapt.train.collators import VideoSFTCollator
+        from egoadapt.train.sft import VideoSFTTrainer
 
-        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
-                             data_collator=VideoSFTCollator(video, args.max_length),
-                             peft_config=peft_config(cfg.model))
+        trainer = VideoSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
+                                  data_collator=VideoSFTCollator(video, args.max_length),
+                                  peft_config=peft_config(cfg.model))
     else:
         from egoadapt.rewards.judge import Judge
         from egoadapt.rewards.registry import build_reward_funcs
@@ -220,15 +213,29 @@ def run(cfg: DictConfig, out: Path) -> Path:
         log.warning("resume=true but no checkpoint in %s: starting from step 0", out)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_state()  # out/trainer_state.json: the whole log history, for plots and the demo
-    final = out / "final"
-    trainer.save_model(str(final))
-    if trainer.accelerator.is_main_process:
-        processor.save_pretrained(str(final))
-        if cfg.get("merge_lora", True) and peft_config(cfg.model) is not None:
-            merge_lora(final)
+    final = save_final(trainer, processor, out, merge=bool(cfg.get("merge_lora", True) and peft_config(cfg.model)))
     if cfg.algorithm == "grpo":
         trainer.engine.close()
     log.info("saved %s", final)
+    return final
+
+
+def save_final(trainer, processor, out: Path, merge: bool) -> Path:
+    """`final/` from the trained weights, written aside and moved into place whole: a kill
+    during the save leaves the previous `final/` (or none), never a half-written one."""
+    final, staging = out / "final", out / ".final.partial"
+    if trainer.accelerator.is_main_process and staging.exists():
+        shutil.rmtree(staging)  # a save killed earlier
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(staging))  # every rank: DeepSpeed gathers the shards here
+    if trainer.accelerator.is_main_process:
+        processor.save_pretrained(str(staging))
+        if merge:
+            merge_lora(staging)
+        from egoadapt.train.checkpoint import publish_atomically
+
+        publish_atomically(staging, final)
+    trainer.accelerator.wait_for_everyone()
     return final
 
 

@@ -76,7 +76,7 @@ def test_unknown_reward(no_model_load, tiny_model_dir, tmp_path):
 
 
 def test_resume_skips_a_checkpoint_left_half_written(tmp_path):
-    from egoadapt.train.run import last_checkpoint
+    from egoadapt.train.checkpoint import last_checkpoint
 
     for step, complete in ((2, True), (4, True), (6, False)):
         folder = tmp_path / f"checkpoint-{step}"

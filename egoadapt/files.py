@@ -1,0 +1,33 @@
+"""Small filesystem guarantees shared by every command: one writer per folder."""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+
+
+class FolderBusyError(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def exclusive(folder: Path, what: str):
+    """Hold `folder/.lock` for the block; a second writer fails at once, naming the holder.
+
+    An OS lock (flock): released when the holder exits or is killed, so a crash never leaves
+    a stale lock behind. Local filesystems and NFSv4 honour it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise FolderBusyError(f"{folder} is in use by {holder} ({what}); wait for it or use another out=DIR") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
