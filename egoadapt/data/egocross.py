@@ -1,11 +1,23 @@
 """The official EgoCross test bed (a JSON list of records with frame lists), plus an optional
 answers file joined by `id` (question_id, correct_option_letter, answer_text, detailed_answer).
 
+Two files of the release work as `data.annotations`:
+- `egocross_testbed_imgs.json`: the questions only (what challenge entrants got);
+- `egocross_testbed_answers.json`: the same 957 records, each also carrying `question_id`,
+  `correct_option_letter`, `answer_text` (a string, or a number for some counts) and
+  `detailed_answer`. The official scripts read it alone; so can egoadapt. A file whose records
+  carry answers must carry them for every record: one without `correct_option_letter` fails,
+  naming file, record and field.
+
+`data.answers` joins answers by `id` as before (it may be the answers file itself). When a
+record carries answers and the answers file does too, they must agree.
+
 The submission template (`{id, question_id, dataset, answer: ""}`) also works as an answers
 file: it gives every question its `question_id`, hence its source video, without answers.
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -41,24 +53,37 @@ def load(data_cfg: Any, report: LoadReport, on_error: str) -> list[Sample]:
     fps_cfg = cfg_get(data_cfg, "fps")
     domains = cfg_get(data_cfg, "domains")
     base = os.path.dirname(os.path.abspath(path))
+    # the released answers file carries the questions too: its records bring their own answers
+    inline = {k: sum(1 for r in records if isinstance(r, dict) and r.get(k) is not None) for k in INLINE_ANSWER}
 
-    samples, used = [], set()
+    samples, used, ids = [], set(), set()
     for i, raw in enumerate(records):
         rid = str(raw.get("id")) if isinstance(raw, dict) and raw.get("id") is not None else f"#{i}"
+        ids.add(rid)
         chk = RecordCheck(raw, path, rid)
-        sample = _record(chk, i, answers.get(rid), answers_path, root, base, fps_cfg, domains)
+        sample = _record(chk, i, answers.get(rid), answers_path, root, base, fps_cfg, domains,
+                         inline={**inline, "records": len(records)} if any(inline.values()) else None)
         if accept(report, on_error, chk, sample):
             used.add(rid)
             samples.append(sample)
-    for rid in sorted(set(answers) - used):
+    for rid in sorted(set(answers) - ids):
         # an answer for no question: harmless for loading, but validate should say so
         report.problems.append(Problem(os.fspath(answers_path), rid, "id", "answer for an id not in the annotations",
                                        "orphan_answer"))
+    if answers_path and answers:
+        # a question the answers file does not cover loads without an answer: validate says which
+        for rid in sorted(used - set(answers), key=lambda x: (len(x), x)):
+            report.problems.append(Problem(os.fspath(answers_path), rid, "id",
+                                           f"no answer record for this question (of {path})", "missing_answer"))
     return samples
 
 
+# Answer fields a test-bed record may carry itself (the released egocross_testbed_answers.json does).
+INLINE_ANSWER = ("correct_option_letter", "answer_text", "detailed_answer")
+
+
 def _record(chk: RecordCheck, index: int, ans: dict | None, answers_path: Any, root: Any, base: str,
-            fps_cfg: Any, domains: Any) -> Sample | None:
+            fps_cfg: Any, domains: Any, inline: dict[str, int] | None = None) -> Sample | None:
     chk.get("id", (int, str))
     dataset = chk.get("dataset", str, default="")
     category = chk.get(("primary_category", "category"), str, default="")
@@ -79,22 +104,44 @@ def _record(chk: RecordCheck, index: int, ans: dict | None, answers_path: Any, r
     if original_fps is not None and original_fps <= 0:
         chk.fail("original_video_fps", f"must be positive, got {original_fps}")
 
-    question_id = chk.raw.get("question_id") or ""
-    letter = text = detailed = None
+    question_id = chk.get("question_id", str, required=False, default="")
+    # answers: the record's own (an answers-bearing annotations file), then data.answers' record for its id
+    sources = [chk] if inline else []
     if ans is not None:
-        achk = RecordCheck(ans, os.fspath(answers_path), chk.record)
-        question_id = achk.get("question_id", str, required=False, default="") or question_id
-        letter = answer_letter(achk, ans.get("correct_option_letter", ans.get("answer")), options,
-                               "correct_option_letter")
-        text = achk.get("answer_text", str, required=False)
-        detailed = achk.get("detailed_answer", str, required=False)
-        if letter and text is None and options:
-            text = options[LETTERS.index(letter)]
-        if letter and text and options and text.strip().lower() != options[LETTERS.index(letter)].lower():
-            # keep the sample: the letter decides CloseQA; the text is the OpenQA reference
-            chk.warn("answer_text", f"{text!r} differs from option {letter} {options[LETTERS.index(letter)]!r}"
-                     f" (in {achk.file})", "answer_mismatch")
-        chk.problems.extend(achk.problems)
+        sources.append(RecordCheck(ans, os.fspath(answers_path), chk.record))
+    found: dict[str, tuple[Any, str]] = {}  # field -> (value, file it came from)
+    for src in sources:
+        qid = src.get("question_id", str, required=False, default="") if src is not chk else ""
+        raw_letter = src.raw.get("correct_option_letter")
+        if src is not chk and raw_letter is None:
+            raw_letter = src.raw.get("answer")  # the submission template's (empty) answer
+        values = {"question_id": qid,
+                  "correct_option_letter": answer_letter(src, raw_letter, options, "correct_option_letter"),
+                  "answer_text": _answer_text(src),
+                  "detailed_answer": src.get("detailed_answer", str, required=False)}
+        for key, value in values.items():
+            if value is None or value == "":
+                continue
+            if key in found and key != "detailed_answer" and not _same(found[key][0], value):
+                chk.fail(key, f"{found[key][0]!r} in {found[key][1]} but {value!r} in {src.file}: which is right?",
+                         "answer_conflict")
+            found[key] = (value, src.file)
+        if src is not chk:
+            chk.problems.extend(src.problems)
+    question_id = found.get("question_id", (question_id,))[0] or question_id
+    letter = found.get("correct_option_letter", (None,))[0]
+    text = found.get("answer_text", (None,))[0]
+    detailed = found.get("detailed_answer", (None,))[0]
+    if inline and chk.ok and letter is None:  # options are required: every record is a CloseQA question
+        where = f" (nor in {os.fspath(answers_path)})" if ans is not None else ""
+        chk.fail("correct_option_letter", f"missing{where}: {inline['correct_option_letter']} of the "
+                 f"{inline['records']} records of this file have one (an incomplete answers file?)", "missing_field")
+    if letter and text is None and options:
+        text = options[LETTERS.index(letter)]
+    if chk.ok and letter and text and options and text.strip().lower() != options[LETTERS.index(letter)].lower():
+        # keep the sample: the letter decides CloseQA; the text is the OpenQA reference
+        chk.warn("answer_text", f"{text!r} differs from option {letter} {options[LETTERS.index(letter)]!r}"
+                 f" (in {found['answer_text'][1]})", "answer_mismatch")
     if not chk.ok:
         return None
 
@@ -111,6 +158,22 @@ def _record(chk: RecordCheck, index: int, ans: dict | None, answers_path: Any, r
         detailed_answer=detailed, original_fps=original_fps, group=f"{dataset}/{video}",
         frame_source=FrameSource(frames=tuple(frames), fps=fps), meta=meta,
     )
+
+
+def _answer_text(chk: RecordCheck) -> str | None:
+    """`answer_text` as text: the release writes some counts as JSON numbers (the official open-set
+    scorer has a branch for them: `str(answer)` in the prediction), so 3 reads as "3"."""
+    v = chk.get("answer_text", (str, int, float), required=False)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            chk.fail("answer_text", f"must be text or a finite number, got {v}")
+            return None
+        return str(int(v)) if v.is_integer() else repr(v)
+    return None if v is None else str(v)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return str(a).strip().lower() == str(b).strip().lower()
 
 
 def load_answers(path: Any, report: LoadReport, on_error: str) -> dict[str, dict]:

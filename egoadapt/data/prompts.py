@@ -78,18 +78,22 @@ def build_messages(sample: Sample, qa: QA, prompt_cfg: Any = None, sampling_fps:
     return messages
 
 
+# what to do about a question without its answer (SFT targets, GRPO rewards)
+LOAD_ANSWERS = "load answers (data.answers=FILE, or the answers file egocross_testbed_answers.json as data.annotations)"
+
+
 def target_text(sample: Sample, qa: QA, prompt_cfg: Any = None) -> str:
     """The JSON answer the model should emit (SFT target): {"prediction": ..., "reason": ...}."""
     cfg = prompt_cfg if prompt_cfg is not None else default_prompt_cfg()
     if qa == "closeqa":
         if not sample.answer_letter:
             raise DataError(Problem(sample.meta.get("file", ""), sample.id, "correct_option_letter",
-                                    "no answer letter: load an answers file (data.answers=FILE)"))
+                                    f"no answer letter: {LOAD_ANSWERS}"))
         prediction = sample.answer_letter
     else:
         if not sample.answer_text:
             raise DataError(Problem(sample.meta.get("file", ""), sample.id, "answer_text",
-                                    "no answer text: load an answers file (data.answers=FILE)"))
+                                    f"no answer text: {LOAD_ANSWERS}"))
         prediction = sample.answer_text
     mode = cfg_get(cfg, "target_reason", "detailed")
     reason = {"detailed": sample.detailed_answer or sample.answer_text or "",

@@ -116,11 +116,11 @@ def targets_for(preds: Sequence[Prediction], samples: Mapping[str, Sample], sour
         qa = p.qa or ("close" if s.options else "open")
         if qa == "close" and (not s.options or s.answer_letter is None):
             errors.append(f"{source}:{p.line}: id {p.id!r} has no options or answer letter to score CloseQA "
-                          "(pass data.answers=FILE?)")
+                          "(pass data.answers=FILE, or the answers file as data.annotations)")
             continue
         if qa == "open" and not s.answer_text:
             errors.append(f"{source}:{p.line}: id {p.id!r} has no answer_text to score OpenQA "
-                          "(pass data.answers=FILE?)")
+                          "(pass data.answers=FILE, or the answers file as data.annotations)")
             continue
         targets.append(Target.from_sample(s, qa))
     _raise_if(errors)

@@ -18,8 +18,8 @@ from typing import Any
 from datasets import Dataset
 
 from egoadapt.data.frames import skipped_row
-from egoadapt.data.load import DataError
-from egoadapt.data.prompts import target_text
+from egoadapt.data.load import DataError, Problem
+from egoadapt.data.prompts import LOAD_ANSWERS, target_text
 from egoadapt.data.schema import Sample
 from egoadapt.train.video import VideoInputs
 
@@ -89,6 +89,12 @@ def build_dataset(samples: Sequence[Sample], video: VideoInputs, qa: str = "clos
         for q in qa_modes(qa):
             if q == "close" and not sample.options:
                 continue
+            if not with_target:  # GRPO: a row without its answer would be rewarded 0 forever, silently
+                missing = ("correct_option_letter" if q == "close" and not sample.answer_letter else
+                           "answer_text" if q == "open" and not sample.answer_text else None)
+                if missing:
+                    raise DataError(Problem(sample.meta.get("file", ""), sample.id, missing,
+                                            f"no answer to reward: {LOAD_ANSWERS}", "missing_field"))
             row = {**reward_columns(sample, q), "prompt": messages_as_text(video.messages(sample.id, prompt_qa(q)))}
             if with_target:
                 row["completion"] = target_text(sample, prompt_qa(q), video.prompt_cfg)
