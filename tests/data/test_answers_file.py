@@ -185,3 +185,54 @@ def test_grpo_rows_need_their_answers():
     with pytest.raises(DataError) as e:
         build_dataset(bare, None, qa="open")
     clear(e.value, "record 1: field 'answer_text'")
+
+
+def readme_data_commands() -> list[str]:
+    """The `egoadapt data ...` lines of the README's Data section."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("\n## Data\n"):]
+    section = section[:section.index("\n## ", 1)]
+    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
+    return [line for b in blocks for line in b.splitlines() if line.startswith("egoadapt ")]
+
+
+def test_the_readme_data_commands_run_on_a_release_shaped_folder(tmp_path, monkeypatch, capsys):
+    """Every `egoadapt data` command of the README's Data section, on the fixture laid out as the
+    download is (answers file under egocross_testbed/, a frame where each path points); the `eval`
+    lines there need a checkpoint and are checked for their file names only."""
+    import shlex
+
+    from egodata_helpers import write_frames
+
+    from egoadapt.cli import main
+
+    commands = readme_data_commands()
+    data = [c for c in commands if c.startswith("egoadapt data ")]
+    assert len(data) >= 4 and any("paper_70_30" in c for c in data) and any("protocol=support" in c for c in data)
+    assert all("egocross_testbed/egocross_testbed_answers.json" in c for c in commands)
+    assert any("submission.template=submission_template.json" in c for c in commands)
+
+    root = tmp_path / "egocross"
+    write_json(root / "egocross_testbed" / "egocross_testbed_answers.json", released_records())
+    frame = Path(write_frames(tmp_path / "one", 1)[0]).read_bytes()
+    for r in json.loads(TESTBED.read_text()):
+        for p in r["video_path"]:
+            f = root / p.lstrip("/")
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_bytes(frame)
+    support = []
+    for d, domain in enumerate(("surgery", "industry", "extreme_sports", "animal")):
+        images = [str(Path(p).relative_to(tmp_path)) for p in write_frames(tmp_path / "support" / f"S{d}", 2)]
+        support.append({"messages": [{"role": "user", "content": "<image><image>What is it?\nA: a\nB: b"},
+                                     {"role": "assistant", "content": "B"}], "images": images, "domain": domain})
+    support_file = write_json(tmp_path / "support.json", support)
+    monkeypatch.chdir(tmp_path)
+    for line in data:
+        line = line.replace("/data/egocross", str(root)).replace("SUPPORT_FILE", str(support_file))
+        assert main(shlex.split(line)[1:]) == 0, (line, capsys.readouterr())
+    pilot = json.loads((tmp_path / "split_70_30.json").read_text())
+    assert pilot["protocol"] == "paper_70_30" and len(pilot["train"]) + len(pilot["test"]) == 957
+    challenge = json.loads((tmp_path / "split_support.json").read_text())
+    assert len(challenge["test"]) == 957 and len(challenge["train"]) == 4
