@@ -10,7 +10,7 @@ EXTRAS := $(if $(HAS_GPU),gpu,cpu),dev
 
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 
-.PHONY: install test test-unit test-integration demo bench lint clean
+.PHONY: install test test-unit test-integration demo bench rehearse lint clean
 
 install: $(STAMP)
 
@@ -48,3 +48,6 @@ lint: install
 
 clean:
 	rm -rf $(VENV) .cache build *.egg-info
+
+rehearse: install
+	$(BIN)/python benchmarks/rehearse.py
