@@ -52,6 +52,11 @@ def trainer_kwargs(cfg: DictConfig, out: Path) -> dict[str, Any]:
             f"{k}" + (f" (did you mean {h[0]}?)" if h else "") for k, h in hints.items()))
     if kwargs.get("bf16") in (None, "auto"):
         kwargs["bf16"] = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    launched = int(os.environ.get("LOCAL_RANK", -1)) >= 0
+    if kwargs.get("ddp_backend") is None and launched and not torch.cuda.is_available():
+        # TRL's config sets the process group up again; launched by DeepSpeed on CPU it finds no
+        # backend without this and every rank takes world size 1 (DeepSpeed then refuses the batch)
+        kwargs["ddp_backend"] = "gloo"
     logger = OmegaConf.to_container(cfg.logger, resolve=True) or {}
     kwargs.setdefault("report_to", logger.get("report_to", "none"))
     if logger.get("run_name"):
@@ -186,7 +191,8 @@ def run(cfg: DictConfig, out: Path) -> Path:
     cache = InputCache(cfg.get("cache_dir"), enabled=bool(cfg.get("cache_dir")))
     video = VideoInputs(samples, processor, cfg.frames, cfg.prompt, cache=cache)
     samples = usable_samples(samples, video, out)  # every clip read and processed before the model loads
-    model = load_model(cfg.model, training=True)
+    model = load_model(cfg.model, training=True)  # under ZeRO-3, partitioned as it loads (args set that up)
+    log_param_share(model, state.process_index)
     dataset = build_dataset(samples, video, qa=cfg.data.get("qa", "close"), with_target=cfg.algorithm == "sft")
     log.info("%s on %d rows (%d samples), process %d of %d -> %s", cfg.algorithm.upper(), len(dataset), len(samples),
              state.process_index, state.num_processes, out)
@@ -218,6 +224,23 @@ def run(cfg: DictConfig, out: Path) -> Path:
         trainer.engine.close()
     log.info("saved %s", final)
     return final
+
+
+def log_param_share(model, rank: int) -> tuple[int, int]:
+    """(parameter elements this rank holds, the model's total), logged: under ZeRO-3's init
+    (`zero3_init_flag`) a rank holds only its partition from the moment the model loads."""
+    import resource
+
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    local = total = 0
+    for p in model.parameters():
+        total += getattr(p, "ds_numel", p.numel())
+        local += p.ds_tensor.numel() if hasattr(p, "ds_tensor") else p.numel()
+    log.info("rank %d holds %d of %d parameter elements after load (%.3f; ZeRO-3 init %s); peak RSS %.0f MiB",
+             rank, local, total, local / max(total, 1), "on" if is_deepspeed_zero3_enabled() else "off",
+             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return local, total
 
 
 def save_final(trainer, processor, out: Path, merge: bool) -> Path:

@@ -1,5 +1,7 @@
-"""Training as users launch it: vLLM rollouts, 2-process DDP, DeepSpeed ZeRO-2, resume, sweeps, bad configs."""
+"""Training as users launch it: vLLM rollouts, 2-process DDP, DeepSpeed ZeRO-2 and ZeRO-3, resume, sweeps,
+bad configs."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -54,6 +56,31 @@ def test_grpo_deepspeed_zero2(tiny_model_dir, synth_dir, tmp_path):
     assert "DeepSpeed" in proc.stdout + proc.stderr
     assert json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["global_step"] == 2
     assert (out / "final" / "model.safetensors").is_file()
+
+
+@pytest.mark.integration
+def test_sft_deepspeed_zero3_partitions_at_load(tiny_model_dir, synth_dir, tmp_path):
+    """2 CPU ranks under ZeRO-3: TRL's config exists before the model loads, so transformers loads
+    it through DeepSpeed's zero.Init and each rank holds half the parameters before training starts;
+    the weights arrive intact (learning rate 0: `final/` equals the checkpoint it started from)."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "zero3"
+    proc = launch([ACCELERATE, "launch", "--config_file", "launch/accelerate/cpu_zero3.yaml", "-m", "egoadapt.cli",
+                   "train", "recipe=demo/tiny_sft", f"model.path={tiny_model_dir}", f"data.root={synth_dir}",
+                   f"out={out}", f"cache_dir={out.parent / 'input_cache'}", "trainer.max_steps=1",
+                   "trainer.per_device_train_batch_size=2", "trainer.learning_rate=0"], out, timeout=900)
+    log = proc.stdout + proc.stderr
+    share = {int(r): (int(local), int(total), on) for r, local, total, on in re.findall(
+        r"rank (\d) holds (\d+) of (\d+) parameter elements after load \(\S+; ZeRO-3 init (\w+)\)", log)}
+    assert sorted(share) == [0, 1], log[-3000:]
+    total = share[0][1]
+    for local, t, on in share.values():
+        assert on == "on" and t == total and local <= 0.55 * total  # a rank's partition, not the model
+    assert sum(local for local, _, _ in share.values()) >= total  # and the partitions cover it
+    assert "process 0 of 2" in log and "process 1 of 2" in log
+    before, after = (load_file(str(d / "model.safetensors")) for d in (tiny_model_dir, out / "final"))
+    assert set(before) == set(after) and all(before[k].equal(after[k]) for k in before)
 
 
 @pytest.mark.integration
