@@ -117,6 +117,11 @@ class Rollout:  # egoadapt.rollout.engines
     base_url: str | None = MISSING
     model: str | None = MISSING
     weights_dir: str | None = MISSING
+    api_key_env: str | None = MISSING
+    timeout_s: float = rule(gt=0)
+    retries: int = rule(ge=0)
+    backoff_s: float = rule(ge=0)
+    backoff_max_s: float = rule(ge=0)
 
 
 @dataclass
@@ -194,6 +199,7 @@ class Train:  # recipes/ on conf/train.yaml
     requires_gpu: str | None = MISSING
     merge_lora: bool = MISSING
     cache_dir: str | None = MISSING
+    server_wait_s: float = rule(ge=0)
     model: Model = group(Model)
     data: Data = group(Data)
     split: Split = group(Split)

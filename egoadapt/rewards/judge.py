@@ -25,7 +25,6 @@ import json
 import logging
 import math
 import os
-import random
 import re
 import threading
 import time
@@ -38,7 +37,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from egoadapt.net import DeadlineClient
+from egoadapt.net import DeadlineClient, backoff_delay, transient
 from egoadapt.rewards.parse import first_json_object, first_python_dict
 
 log = logging.getLogger(__name__)
@@ -537,14 +536,7 @@ class Judge:
             self._counters["calls"] += 1
 
     def _backoff(self, attempt: int, retry_after: str | None = None) -> None:
-        s = self.settings
-        delay = min(s.backoff_max_s, s.backoff_s * (2 ** attempt)) * (0.5 + random.random() / 2)
-        if retry_after:
-            try:
-                delay = max(delay, min(float(retry_after), s.backoff_max_s))
-            except ValueError:
-                pass
-        time.sleep(delay)
+        time.sleep(backoff_delay(attempt, self.settings.backoff_s, self.settings.backoff_max_s, retry_after))
 
     def _request(self, body: bytes) -> tuple[int, httpx.Headers, bytes]:
         """One POST under a wall-clock deadline of timeout_s (connect, headers and body)."""
@@ -602,7 +594,7 @@ class Judge:
                         last = f"malformed response body ({type(e).__name__}): {text!r}"
                     else:
                         return clean_text(content) if isinstance(content, str) else ""
-                elif status in (408, 409, 429) or status >= 500:
+                elif transient(status):
                     last = f"HTTP {status}: {text!r}"
                     retry_after = headers.get("retry-after")
                 else:  # 400/401/403/404...: retrying will not help

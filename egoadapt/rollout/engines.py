@@ -15,10 +15,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import torch
 
 from egoadapt.train.video import VideoInputs
@@ -56,6 +58,7 @@ class RolloutEngine:
         self.eos_ids = [tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id]
         self.banned = vision_token_ids(tok)
         self.synced_step = 0  # the engine starts from the checkpoint the trainer starts from
+        self.closed = False
 
     def generate(self, prompts: list, sample_ids: list[str], prompt_ids: list[list[int]], trainer
                  ) -> tuple[list[list[int]], list[list[float]] | None]:
@@ -65,7 +68,9 @@ class RolloutEngine:
         """Push the trainer's weights into the engine (no-op for HF, which uses the model itself)."""
 
     def close(self) -> None:
-        pass
+        """Free what the engine holds (train/run.py calls it at the end of every job, error or
+        not, so the next job of a multirun starts clean). Idempotent."""
+        self.closed = True
 
 
 class HFEngine(RolloutEngine):
@@ -168,15 +173,48 @@ class VLLMColocateEngine(RolloutEngine):
         self.llm.llm_engine.reset_encoder_cache()
         self.llm.reset_mm_cache()
 
+    def close(self):
+        """Shut the engine down and drop it: its model, KV cache and workers go with it."""
+        import gc
+
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+            try:
+                if core is not None:
+                    core.shutdown()  # vLLM's own shutdown: engine core (and its processes, if any)
+            finally:
+                del llm, core
+                gc.collect()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            log.info("closed the colocated vLLM engine")
+        super().close()
+
+
+class RolloutError(RuntimeError):
+    """Rollouts that failed after every retry. The step fails rather than go on without them:
+    a GRPO group is `num_generations` completions of one prompt, and TRL's advantages and
+    loss assume every row is there. A dropped row would shift the groups; a stand-in (an
+    empty completion with a reward) would be trained on as if the policy had written it."""
+
 
 class VLLMServerEngine(RolloutEngine):
     """A vLLM OpenAI-compatible server on another node (or process); the video travels as an
-    mp4 data URL encoded at the clip's sampling fps, so the server decodes exactly its frames."""
+    mp4 data URL encoded at the clip's sampling fps, so the server decodes exactly its frames.
+
+    Every request (rollouts, weight reloads, cache resets) is retried on transport errors,
+    408/409/429 and 5xx with backoff (`egoadapt.net.request_with_retries`), and sends
+    `Authorization: Bearer $<api_key_env>` when that variable is set (a server started with
+    an API key). A rollout that still fails fails the step (`RolloutError`, counted in
+    `counters["failures"]`), never a silent gap in a group."""
 
     name = "vllm_server"
+    SYNC_PREFIX = "step-"
 
     def __init__(self, video, sampling, base_url: str, model: str, weights_dir: Path,
-                 timeout: float = 600.0, max_concurrency: int = 16):
+                 timeout: float = 600.0, max_concurrency: int = 16, api_key_env: str | None = None,
+                 retries: int = 3, backoff_s: float = 1.0, backoff_max_s: float = 30.0):
         super().__init__(video, sampling)
         from egoadapt.net import DeadlineClient
 
@@ -184,10 +222,27 @@ class VLLMServerEngine(RolloutEngine):
         self.root = self.base_url.removesuffix("/v1")
         self.model = model
         self.weights_dir = Path(weights_dir)
+        self.retry = {"retries": int(retries), "backoff_s": float(backoff_s), "backoff_max_s": float(backoff_max_s)}
+        key = os.environ.get(api_key_env, "") if api_key_env else ""
         # `timeout` bounds each whole request (headers and body), not each socket read:
-        # a stuck server fails the step instead of hanging training
-        self.http = DeadlineClient(timeout_s=timeout, max_connections=max_concurrency)
+        # a stuck server fails the attempt instead of hanging training
+        self.http = DeadlineClient(timeout_s=timeout, max_connections=max_concurrency,
+                                   headers={"Authorization": f"Bearer {key}"} if key else None)
         self.max_concurrency = max_concurrency
+        self.counters = {"requests": 0, "retries": 0, "failures": 0, "syncs": 0}
+        self.synced_dir: Path | None = None  # the folder the server loaded last
+        self._lock = threading.Lock()
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[key] += n
+
+    def _post(self, url: str, **kwargs):
+        from egoadapt.net import request_with_retries
+
+        self._count("requests")
+        return request_with_retries(self.http, "POST", url, on_retry=lambda _: self._count("retries"),
+                                    **self.retry, **kwargs)
 
     def _video_url(self, sid: str) -> str:
         import base64
@@ -209,8 +264,10 @@ class VLLMServerEngine(RolloutEngine):
                 "logit_bias": {str(t): -100 for t in self.banned}}
         if s.get("top_k"):
             body["top_k"] = s["top_k"]
-        r = self.http.post(f"{self.base_url}/chat/completions", json=body)
-        r.raise_for_status()
+        r = self._post(f"{self.base_url}/chat/completions", json=body)
+        if r.status_code >= 400:  # a 4xx: the request itself is wrong, retrying will not help
+            raise httpx.HTTPStatusError(f"HTTP {r.status_code} (not retried): "
+                                        f"{r.content[:500].decode('utf-8', 'replace')}", request=r.request, response=r)
         choice = r.json()["choices"][0]
         ids = choice.get("token_ids") or []
         lps = [t["logprob"] for t in (choice.get("logprobs") or {}).get("content") or []]
@@ -220,27 +277,61 @@ class VLLMServerEngine(RolloutEngine):
     def generate(self, prompts, sample_ids, prompt_ids, trainer):
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(self.max_concurrency) as pool:
-            results = list(pool.map(self._one, prompts, sample_ids))
+        with ThreadPoolExecutor(self.max_concurrency) as pool:  # every request finishes before we judge
+            futures = [pool.submit(self._one, m, sid) for m, sid in zip(prompts, sample_ids)]
+        results, failed = [], []
+        for sid, fut in zip(sample_ids, futures):
+            err = fut.exception()
+            if err is None:
+                results.append(fut.result())
+            else:
+                failed.append((sid, err))
+        if failed:
+            self._count("failures", len(failed))
+            sid, err = failed[0]
+            raise RolloutError(
+                f"{len(failed)} of {len(sample_ids)} rollouts from the vLLM server at {self.base_url} failed "
+                f"(transient errors are retried {self.retry['retries']} times; a GRPO group cannot lose a row, so "
+                f"the step stops here); first: sample {sid}: {type(err).__name__}: {err}") from err
         return [r[0] for r in results], [r[1] for r in results]
 
     def sync(self, trainer):
-        from egoadapt.rollout.weights import iter_weights, save_weights
+        """Stream the trainer's weights into a fresh folder `weights_dir/step-<step>-<id>/` (one
+        tensor in memory at a time; under ZeRO-3 one parameter gathered at a time), have the
+        server reload from it, then delete the older folders. A fresh path each time: vLLM
+        has served stale weights when asked to reload a path it loaded before."""
+        import shutil
+        import uuid
+
+        from egoadapt.rollout.weights import iter_weights, save_weights, weight_specs
 
         weights = iter_weights(trainer.model_wrapped, trainer.accelerator)
         if not trainer.accelerator.is_main_process:
             for _ in weights:  # take part in ZeRO-3 gathers
                 pass
             return
-        save_weights(weights, self.weights_dir)
-        r = self.http.post(f"{self.root}/collective_rpc", json={
-            "method": "reload_weights", "kwargs": {"weights_path": str(self.weights_dir), "is_checkpoint_format": True}})
+        step = int(getattr(getattr(trainer, "state", None), "global_step", 0) or 0)
+        name = f"{self.SYNC_PREFIX}{step:06d}-{uuid.uuid4().hex[:8]}"
+        staging, folder = self.weights_dir / f".{name}.partial", self.weights_dir / name
+        save_weights(weights, staging, weight_specs(trainer.model_wrapped, trainer.accelerator))
+        staging.rename(folder)  # the server only ever sees a complete folder
+        r = self._post(f"{self.root}/collective_rpc", json={
+            "method": "reload_weights", "kwargs": {"weights_path": str(folder), "is_checkpoint_format": True}})
         if r.status_code == 404:
             raise RuntimeError("the vLLM server has no /collective_rpc: start it with VLLM_SERVER_DEV_MODE=1 "
                                "(launch/vllm_server.sh does)")
+        if r.status_code == 401:
+            raise RuntimeError(f"the vLLM server at {self.root} refused the weight reload (401): send its API key "
+                               "in the environment variable named by rollout.api_key_env")
         r.raise_for_status()
         for cache in ("reset_prefix_cache", "reset_encoder_cache", "reset_mm_cache"):  # computed with old weights
-            self.http.post(f"{self.root}/{cache}").raise_for_status()
+            self._post(f"{self.root}/{cache}").raise_for_status()
+        self.synced_dir = folder
+        self._count("syncs")
+        for old in self.weights_dir.iterdir():  # the server holds the new weights: the old folders can go
+            if old != folder and old.is_dir() and old.name.lstrip(".").startswith(self.SYNC_PREFIX):
+                shutil.rmtree(old, ignore_errors=True)
 
     def close(self):
         self.http.close()
+        super().close()

@@ -22,6 +22,31 @@ class _PortTaken(Exception):
     pass
 
 
+OPEN_PATHS = ("/health",)  # what a key-guarded server still answers without the key
+
+
+async def require_api_key(request, call_next):
+    """vLLM `--middleware egoadapt.rollout.server.require_api_key`: with VLLM_API_KEY set,
+    every path but /health needs `Authorization: Bearer <key>`. vLLM's own `--api-key`
+    guards only /v1, /v2, /inference and /cohere, not dev mode's /collective_rpc (which runs
+    any worker method), /reset_* or /sleep; launch/vllm_server.sh adds this whenever a key
+    is set."""
+    import hashlib
+    import hmac
+
+    key = os.environ.get("VLLM_API_KEY", "")
+    path = request.url.path.removeprefix(request.scope.get("root_path", "") or "")
+    if key and request.method != "OPTIONS" and path not in OPEN_PATHS:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        ok = scheme.lower() == "bearer" and hmac.compare_digest(hashlib.sha256(given.encode()).digest(),
+                                                                hashlib.sha256(key.encode()).digest())
+        if not ok:
+            from starlette.responses import JSONResponse
+
+            return JSONResponse({"error": "Unauthorized"}, status_code=401)
+    return await call_next(request)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -38,6 +63,7 @@ class VLLMServer:
     kv_cache_bytes: int = 512 * 1024**2
     dev_mode: bool = True  # exposes POST /collective_rpc, used for weight reloads in server mode
     trl: bool = False  # `trl vllm-serve` (TRL's rollout protocol) instead of `vllm serve`
+    api_key_env: str | None = None  # serve with the key in this variable (all paths guarded but /health)
     extra_args: list[str] = field(default_factory=list)
     log_path: Path | None = None
     startup_timeout: float = 240.0
@@ -60,7 +86,14 @@ class VLLMServer:
         return [str(bindir / "vllm"), "serve", self.model, "--host", self.host, "--port", str(self.port),
                 "--served-model-name", self.served_model_name, "--max-model-len", str(self.max_model_len),
                 "--kv-cache-memory-bytes", str(self.kv_cache_bytes), "--enforce-eager",
-                "--max-num-seqs", "16", *self.extra_args]
+                "--max-num-seqs", "16", *self._auth_args(), *self.extra_args]
+
+    def _auth_args(self) -> list[str]:
+        return ["--middleware", "egoadapt.rollout.server.require_api_key"] if self.api_key_env else []
+
+    def _headers(self) -> dict[str, str]:
+        key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+        return {"Authorization": f"Bearer {key}"} if key else {}
 
     def start(self) -> "VLLMServer":
         if self.process is not None:
@@ -81,6 +114,10 @@ class VLLMServer:
         if self.dev_mode:
             env["VLLM_SERVER_DEV_MODE"] = "1"
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, self.kv_cache_bytes // 1024**3)))
+        if self.api_key_env:
+            if not os.environ.get(self.api_key_env):
+                raise RuntimeError(f"VLLMServer(api_key_env={self.api_key_env!r}): the variable is not set")
+            env["VLLM_API_KEY"] = os.environ[self.api_key_env]  # read by vLLM and by require_api_key
         log_start = self.log_path.stat().st_size if self.log_path and self.log_path.exists() else 0
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -104,7 +141,8 @@ class VLLMServer:
         if self.trl:
             return self.process is not None and self.process.poll() is None
         try:
-            with urllib.request.urlopen(f"{self.base_url}/models", timeout=5) as r:
+            req = urllib.request.Request(f"{self.base_url}/models", headers=self._headers())
+            with urllib.request.urlopen(req, timeout=5) as r:
                 return any(m.get("root") == self.model for m in json.loads(r.read()).get("data", []))
         except (OSError, ValueError):
             return False

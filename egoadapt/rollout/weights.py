@@ -6,6 +6,7 @@ each parameter), PEFT (merge the adapters for the duration, emit base names).
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,11 +33,28 @@ def _hf_name(name: str) -> str | None:
     return name.replace(".modules_to_save.default.", ".")
 
 
-def iter_weights(model, accelerator) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield full (gathered, merged) weights; every rank must iterate (ZeRO-3 gathers are collective)."""
-    unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
-    zero3 = accelerator is not None and getattr(accelerator.state, "deepspeed_plugin", None) is not None \
+def _zero3(accelerator) -> bool:
+    return accelerator is not None and getattr(accelerator.state, "deepspeed_plugin", None) is not None \
         and accelerator.state.deepspeed_plugin.zero_stage == 3
+
+
+def weight_specs(model, accelerator) -> list[tuple[str, tuple[int, ...], torch.dtype]]:
+    """(name, full shape, dtype) of what `iter_weights` yields, in its order, without gathering
+    anything (ZeRO-3 keeps each full shape in `ds_shape`). Merging LoRA changes no shape."""
+    unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
+    specs = []
+    for name, param in unwrapped.named_parameters():
+        hf = _hf_name(name)
+        if hf is not None:
+            specs.append((hf, tuple(getattr(param, "ds_shape", None) or param.shape), param.dtype))
+    return specs
+
+
+def iter_weights(model, accelerator) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield full (gathered, merged) weights one at a time; every rank must iterate (ZeRO-3
+    gathers are collective). Under ZeRO-3 only the parameter being yielded is whole."""
+    unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
+    zero3 = _zero3(accelerator)
     with _merged(unwrapped):
         for name, param in unwrapped.named_parameters():
             hf = _hf_name(name)
@@ -51,13 +69,51 @@ def iter_weights(model, accelerator) -> Iterator[tuple[str, torch.Tensor]]:
                 yield hf, param.detach()
 
 
-def save_weights(weights: Iterator[tuple[str, torch.Tensor]], folder: Path) -> Path:
-    """Write one safetensors file atomically (a reader never sees half a file)."""
-    from safetensors.torch import save_file
+_ST_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+              torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+              torch.bool: "BOOL"}
+for _name, _code in (("float8_e4m3fn", "F8_E4M3"), ("float8_e5m2", "F8_E5M2")):
+    if hasattr(torch, _name):
+        _ST_DTYPES[getattr(torch, _name)] = _code
+
+
+def save_weights(weights: Iterator[tuple[str, torch.Tensor]], folder: Path,
+                 specs: list[tuple[str, tuple[int, ...], torch.dtype]] | None = None) -> Path:
+    """Write `folder/model.safetensors`, streaming: the header comes from `specs` (names,
+    shapes, dtypes in `weights`' order; see `weight_specs`), then each tensor's bytes as it
+    arrives, so no more than one tensor is ever held on the CPU. The file is written under a
+    temporary name and renamed, so a reader never sees half of it. Without `specs` the
+    weights are collected first (small models, tests)."""
+    import json
 
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {name: t.contiguous().cpu() for name, t in weights}
-    tmp = folder / "model.safetensors.tmp"
-    save_file(tensors, str(tmp), metadata={"format": "pt"})
-    tmp.replace(folder / "model.safetensors")
+    if specs is None:
+        held = [(n, t.detach().cpu()) for n, t in weights]
+        specs, weights = [(n, tuple(t.shape), t.dtype) for n, t in held], iter(held)
+    header: dict = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for name, shape, dtype in specs:
+        if dtype not in _ST_DTYPES:
+            raise TypeError(f"{name}: dtype {dtype} has no safetensors code")
+        size = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        header[name] = {"dtype": _ST_DTYPES[dtype], "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)  # the data starts 8-byte aligned
+    tmp, final = folder / "model.safetensors.tmp", folder / "model.safetensors"
+    with open(tmp, "wb") as f:
+        f.write(len(head).to_bytes(8, "little"))
+        f.write(head)
+        got = 0
+        for (want, shape, dtype), (name, t) in zip(specs, weights, strict=True):
+            if name != want or tuple(t.shape) != tuple(shape) or t.dtype != dtype:
+                raise ValueError(f"weights out of step with their header: got {name} {tuple(t.shape)} {t.dtype}, "
+                                 f"expected {want} {tuple(shape)} {dtype}")
+            data = t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)  # one tensor on the CPU
+            f.write(memoryview(data.numpy()))
+            got += data.numel()
+            del data
+        if got != offset:
+            raise ValueError(f"wrote {got} bytes of tensor data, the header says {offset}")
+    tmp.replace(final)
     return folder

@@ -19,6 +19,7 @@ logging) is TRL's own.
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
@@ -52,9 +53,12 @@ class VideoRollout:
 
     def __call__(self, prompts: list, trainer: "VideoGRPOTrainer") -> dict[str, Any]:
         if trainer.state.global_step != self.engine.synced_step:
+            start = time.perf_counter()
             self.engine.sync(trainer)
             trainer.accelerator.wait_for_everyone()  # no rank samples from stale weights
             self.engine.synced_step = trainer.state.global_step
+            # wall time of the whole sync (gather, write, reload, barrier), averaged over ranks
+            trainer._log_metric("rollout/sync_seconds", time.perf_counter() - start)
         rows = trainer.batch_rows
         sample_ids = [r["sample_id"] for r in rows]
         messages = [self.video.messages(r["sample_id"], prompt_qa(r["qa"])) for r in rows]

@@ -158,12 +158,70 @@ def build_engine(cfg: DictConfig, video, out: Path, world_size: int):
         return VLLMColocateEngine(video, sampling, str(cfg.model.path),
                                   OmegaConf.to_container(cfg.rollout.engine_kwargs) if cfg.rollout.get("engine_kwargs") else {}, world_size)
     if engine == "vllm_server":
-        return VLLMServerEngine(video, sampling, cfg.rollout.base_url, cfg.rollout.get("model") or str(cfg.model.path),
-                                Path(cfg.rollout.get("weights_dir") or out / "rollout_weights"))
+        r = cfg.rollout
+        return VLLMServerEngine(video, sampling, r.base_url, r.get("model") or str(cfg.model.path),
+                                Path(r.get("weights_dir") or out / "rollout_weights"), timeout=float(r.timeout_s),
+                                api_key_env=r.get("api_key_env"), retries=int(r.retries),
+                                backoff_s=float(r.backoff_s), backoff_max_s=float(r.backoff_max_s))
     raise TrainConfigError(f"rollout engine {engine!r}: choose hf, vllm_colocate or vllm_server")
 
 
+def check_servers(cfg: DictConfig) -> None:
+    """Wait up to `server_wait_s` for every server this GRPO run calls (the rollout server,
+    the judge); fail naming the URL and what to start. Run on rank 0 before the data loads."""
+    from egoadapt.net import ServerUnavailable, wait_for_server
+    from egoadapt.rewards.judge import check_judge_config
+
+    if cfg.algorithm != "grpo":
+        return
+    wait_s = float(cfg.server_wait_s)
+    servers = []  # (what, base_url, model, api key variable, what to start, must reload weights)
+    if cfg.rollout.engine == "vllm_server":
+        r = cfg.rollout
+        model = r.get("model") or str(cfg.model.path)
+        servers.append(("the rollout server (rollout.base_url)", r.base_url, model, r.get("api_key_env"),
+                        _start_hint(r.base_url, model, dev_mode=True, key_env=r.get("api_key_env")), True))
+    judge = check_judge_config(cfg.get("judge"))
+    if judge is not None:
+        start = _start_hint(judge.base_url, judge.model, dev_mode=False, key_env=judge.api_key_env) \
+            if judge.base_url.startswith("http:") else "check judge.base_url, the network and the judge's API key"
+        servers.append(("the judge (judge.base_url)", judge.base_url, judge.model, judge.api_key_env, start, False))
+    for what, base_url, model, key_env, start, reloads in servers:
+        try:
+            wait_for_server(base_url, model=model, wait_s=wait_s, what=what, start_hint=start,
+                            api_key=os.environ.get(key_env, "") if key_env else "", api_key_env=key_env,
+                            dev_mode=reloads)
+        except ServerUnavailable as e:
+            raise TrainConfigError(str(e)) from None
+
+
+def _start_hint(base_url: str, model: str, dev_mode: bool, key_env: str | None) -> str:
+    from urllib.parse import urlsplit
+
+    url = urlsplit(base_url)
+    cmd = f"launch/vllm_server.sh {model} {url.port or 80}"
+    if not dev_mode:
+        cmd = "VLLM_DEV_MODE=0 " + cmd
+    if url.hostname not in ("127.0.0.1", "localhost", "::1"):
+        cmd = f"on {url.hostname}: VLLM_HOST=0.0.0.0 VLLM_API_KEY=\"${key_env or 'VLLM_API_KEY'}\" " + cmd
+    return cmd
+
+
 def run(cfg: DictConfig, out: Path) -> Path:
+    """One training job. The rollout engine and the judge client it opens are closed when it
+    ends, however it ends (the next job of a multirun starts without them)."""
+    opened: list = []  # engines and judge clients, closed in reverse order
+    try:
+        return _run(cfg, out, opened)
+    finally:
+        for thing in reversed(opened):
+            try:
+                thing.close()
+            except Exception as e:  # noqa: BLE001 - closing must not hide the job's own error
+                log.warning("closing %s failed: %s: %s", type(thing).__name__, type(e).__name__, e)
+
+
+def _run(cfg: DictConfig, out: Path, opened: list) -> Path:
     import torch
     from transformers import set_seed
 
@@ -186,6 +244,7 @@ def run(cfg: DictConfig, out: Path) -> Path:
         raise TrainConfigError(f"trainer: {e}") from None
     if state.is_main_process:
         save_run_config(cfg, out)
+        check_servers(cfg)  # the rollout server and the judge answer, before the data loads
     samples = train_samples(cfg, out)
     processor = load_processor(cfg.model)
     cache = InputCache(cfg.get("cache_dir"), enabled=bool(cfg.get("cache_dir")))
@@ -209,9 +268,13 @@ def run(cfg: DictConfig, out: Path) -> Path:
         from egoadapt.rewards.registry import build_reward_funcs
         from egoadapt.train.grpo import VideoGRPOTrainer
 
-        funcs, weights = build_reward_funcs(cfg.reward, judge=Judge.from_config(cfg.judge))
+        judge = Judge.from_config(cfg.judge)
+        if judge is not None:
+            opened.append(judge)
+        funcs, weights = build_reward_funcs(cfg.reward, judge=judge)
         args.reward_weights = weights
         engine = build_engine(cfg, video, out, state.num_processes)
+        opened.append(engine)
         trainer = VideoGRPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
                                    reward_funcs=funcs, peft_config=peft_config(cfg.model), video=video, engine=engine)
     resume = last_checkpoint(out) if cfg.get("resume") else None
@@ -220,8 +283,6 @@ def run(cfg: DictConfig, out: Path) -> Path:
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_state()  # out/trainer_state.json: the whole log history, for plots and the demo
     final = save_final(trainer, processor, out, merge=bool(cfg.get("merge_lora", True) and peft_config(cfg.model)))
-    if cfg.algorithm == "grpo":
-        trainer.engine.close()
     log.info("saved %s", final)
     return final
 

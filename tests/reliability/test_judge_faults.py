@@ -92,25 +92,25 @@ def test_many_questions_to_a_trickling_judge_cost_a_few_deadlines():
 
 
 def test_the_rollout_server_client_has_a_deadline_too(tmp_path):
-    """GRPO's vllm_server engine: a server that trickles its reply fails the request at the
-    engine's timeout instead of hanging training."""
+    """GRPO's vllm_server engine: a server that trickles its reply fails each attempt at the
+    engine's timeout (then the retries give up) instead of hanging training."""
     from types import SimpleNamespace
 
-    import httpx
-
+    from egoadapt.net import RetriesExhausted
     from egoadapt.rollout.engines import VLLMServerEngine
 
     tok = SimpleNamespace(convert_tokens_to_ids=lambda t: 7, eos_token_id=2, unk_token_id=0)
     with FaultServer("trickle_headers") as server:
         engine = VLLMServerEngine(SimpleNamespace(tokenizer=tok), {"max_tokens": 4, "temperature": 0.0},
-                                  server.base_url, "policy", tmp_path / "w", timeout=1.0)
+                                  server.base_url, "policy", tmp_path / "w", timeout=1.0, retries=1, backoff_s=0.01)
         engine._video_url = lambda sid: "data:video/mp4;base64,"
         messages = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
         try:
-            with pytest.raises(httpx.ReadTimeout):
+            with pytest.raises(RetriesExhausted, match="ReadTimeout"):
                 bounded(lambda: engine._one(messages, "s1"))
         finally:
             engine.close()
+    assert server.requests == 2 and engine.counters["retries"] == 1
 
 
 # --------------------------------------------------------------------------- circuit breaker

@@ -25,10 +25,10 @@ def setup(model_dir, synth_dir, n=3):
     return video, model, ids, messages, prompt_ids
 
 
-def sharpen(model):
+def sharpen(model, seed=1):
     """A deterministic 'training step' big enough to change greedy outputs decisively."""
     with torch.no_grad():
-        g = torch.Generator().manual_seed(1)
+        g = torch.Generator().manual_seed(seed)
         for name, p in model.named_parameters():
             if "lm_head" in name or "embed_tokens" in name:
                 p.add_(torch.randn(p.shape, generator=g) * 0.5).mul_(3.0)
@@ -67,11 +67,41 @@ def test_vllm_colocate_receives_new_weights(tiny_model_dir, synth_dir):
 
 
 @pytest.mark.server
-def test_vllm_server_receives_new_weights(tiny_model_dir, synth_dir, tmp_path):
+def test_vllm_server_receives_new_weights(tiny_model_dir, synth_dir, tmp_path, monkeypatch):
+    """Served with an API key (every path guarded, dev mode's included), the trainer's weights
+    reach the server through a fresh folder per sync, old folders deleted once loaded."""
+    import secrets
+
+    import httpx
+
     from egoadapt.rollout.server import VLLMServer
 
+    monkeypatch.setenv("EGOADAPT_TEST_VLLM_KEY", secrets.token_hex(8))
     video, model, ids, messages, prompt_ids = setup(tiny_model_dir, synth_dir)
-    with VLLMServer(str(tiny_model_dir), served_model_name="policy", log_path=tmp_path / "server.log") as server:
-        engine = VLLMServerEngine(video, GREEDY, server.base_url, "policy", tmp_path / "weights")
-        check_engine_follows_trainer(engine, video, model, ids, messages, prompt_ids)
-        engine.close()
+    weights = tmp_path / "weights"
+    with VLLMServer(str(tiny_model_dir), served_model_name="policy", log_path=tmp_path / "server.log",
+                    api_key_env="EGOADAPT_TEST_VLLM_KEY") as server:
+        engine = VLLMServerEngine(video, GREEDY, server.base_url, "policy", weights,
+                                  api_key_env="EGOADAPT_TEST_VLLM_KEY")
+        try:
+            check_engine_follows_trainer(engine, video, model, ids, messages, prompt_ids)
+            first = engine.synced_dir
+            assert [p.name for p in weights.iterdir()] == [first.name] and (first / "model.safetensors").is_file()
+            # the next step: another folder, the previous one gone, the server follows again
+            hf_before = hf_greedy(video, model, ids, messages, prompt_ids)
+            sharpen(model, seed=2)
+            hf_after = hf_greedy(video, model, ids, messages, prompt_ids)
+            assert hf_after != hf_before
+            engine.sync(trainer_of(model))
+            assert engine.synced_dir != first and not first.exists()
+            assert [p.name for p in weights.iterdir()] == [engine.synced_dir.name]
+            assert engine.generate(messages, ids, prompt_ids, None)[0] == hf_after
+            assert engine.counters["syncs"] == 2 and engine.counters["failures"] == 0
+        finally:
+            engine.close()
+        # without the key: dev endpoints refused too (vLLM's own --api-key guards /v1 only)
+        bare = {"method": "reload_weights", "kwargs": {"weights_path": str(tmp_path), "is_checkpoint_format": True}}
+        assert httpx.post(f"{server.root_url}/collective_rpc", json=bare, timeout=30).status_code == 401
+        assert httpx.post(f"{server.root_url}/reset_prefix_cache", timeout=30).status_code == 401
+        assert httpx.get(f"{server.base_url}/models", timeout=30).status_code == 401
+        assert httpx.get(f"{server.root_url}/health", timeout=30).status_code == 200

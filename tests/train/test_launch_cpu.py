@@ -18,11 +18,45 @@ def cli_args(model, data, out, *overrides):
             f"out={out}", f"cache_dir={out.parent / 'input_cache'}", "trainer.max_steps=2", *GRPO_SMALL, *overrides]
 
 
+def logged(out: Path, key: str) -> list[float]:
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    return [h[key] for h in history if key in h]
+
+
 @pytest.mark.integration
 def test_grpo_with_vllm_colocate(tiny_model_dir, synth_dir, tmp_path):
     out = train("demo/tiny_grpo", tiny_model_dir, synth_dir, tmp_path / "colocate", "rollout=vllm_colocate",
                 "trainer.max_steps=2", *GRPO_SMALL)
     assert json.loads(next(out.glob("checkpoint-2/trainer_state.json")).read_text())["global_step"] == 2
+    assert len(sync := logged(out, "rollout/sync_seconds")) == 1 and sync[0] > 0  # the sync after step 1
+
+
+@pytest.mark.integration
+def test_multirun_closes_each_jobs_vllm_engine(tiny_model_dir, synth_dir, tmp_path, monkeypatch):
+    """Two GRPO jobs with colocated vLLM in one process: the first job's engine is shut down and
+    freed before the second job builds its own."""
+    import gc
+    import weakref
+
+    from egoadapt.rollout.engines import VLLMColocateEngine
+
+    engines, earlier_closed, llms = [], [], []
+    real_init = VLLMColocateEngine.__init__
+
+    def init(self, *args, **kwargs):
+        gc.collect()
+        earlier_closed.append([e.closed for e in engines] + [r() is None for r in llms])
+        real_init(self, *args, **kwargs)
+        engines.append(self)
+        llms.append(weakref.ref(self.llm))
+
+    monkeypatch.setattr(VLLMColocateEngine, "__init__", init)
+    out = tmp_path / "sweep"
+    assert cli(["train", "-m", *cli_args(tiny_model_dir, synth_dir, out, "rollout=vllm_colocate", "seed=0,1")[3:]]) == 0
+    assert earlier_closed == [[], [True, True]]  # job 2 started after job 1's engine was closed and its LLM freed
+    gc.collect()
+    assert [e.closed for e in engines] == [True, True] and all(r() is None for r in llms)
+    assert all((out / job / "final" / "model.safetensors").is_file() for job in ("0", "1"))
 
 
 @pytest.mark.server
@@ -33,8 +67,12 @@ def test_grpo_with_vllm_server(tiny_model_dir, synth_dir, tmp_path):
         out = train("demo/tiny_grpo", tiny_model_dir, synth_dir, tmp_path / "server", "rollout=vllm_server",
                     f"rollout.base_url={server.base_url}", "rollout.model=policy", "trainer.max_steps=3",
                     "trainer.learning_rate=1e-2", *GRPO_SMALL)
-    # the server was handed the weights after steps 1 and 2
-    assert (out / "rollout_weights" / "model.safetensors").is_file()
+    # the server was handed the weights after steps 1 and 2, each time in a fresh folder; only
+    # the last one is left, and each sync was timed
+    synced = [p for p in (out / "rollout_weights").iterdir()]
+    assert len(synced) == 1 and synced[0].name.startswith("step-000002-")
+    assert (synced[0] / "model.safetensors").is_file()
+    assert len(logged(out, "rollout/sync_seconds")) == 2
     assert json.loads(next(out.glob("checkpoint-3/trainer_state.json")).read_text())["global_step"] == 3
 
 
@@ -46,6 +84,13 @@ def test_grpo_ddp_two_processes(tiny_model_dir, synth_dir, tmp_path):
     log = proc.stdout + proc.stderr
     assert "process 0 of 2" in log and "process 1 of 2" in log
     assert (out / "final" / "model.safetensors").is_file()
+    # the input cache was warmed in shares: each rank processed its half of the clips (a fresh cache)
+    warm = {int(r): (int(done), int(share), int(total)) for r, done, share, total in re.findall(
+        r"input cache: rank (\d) of 2 processed (\d+) clips \(its share: (\d+) of (\d+);", log)}
+    assert sorted(warm) == [0, 1], log[-3000:]
+    total = warm[0][2]
+    assert all(done == share < total for done, share, _ in warm.values())
+    assert warm[0][1] + warm[1][1] == total and warm[0][1] - warm[1][1] in (0, 1)
 
 
 @pytest.mark.integration
