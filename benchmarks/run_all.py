@@ -73,6 +73,12 @@ BENCHES = (
           "benchmarks/gpu/bench_gpu.py --dry-run: the 7B benchmark's code path (random-init Qwen2.5-VL, one GRPO "
           "step, one rollout batch, MFU arithmetic) on a scaled-down config; timings here mean nothing",
           f"{common.PY} benchmarks/gpu/bench_gpu.py --dry-run", f"{common.PY} benchmarks/gpu/bench_gpu.py --dry-run", 240),
+    Bench("gpu_rehearsal_dry_run", "gpu.rehearse_gpu", "GPU rehearsal script, dry run on CPU",
+          "benchmarks/gpu/rehearse_gpu.py --dry-run: the one-GPU rehearsal of the real job (Qwen2.5-VL-7B config, "
+          "SFT and GRPO steps with colocated vLLM on 16, 32 and 91-frame clips) on its tiny twin; proves the code "
+          "path, timings here mean nothing",
+          f"{common.PY} benchmarks/gpu/rehearse_gpu.py --dry-run", f"{common.PY} benchmarks/gpu/rehearse_gpu.py --dry-run",
+          240),
 )
 
 
