@@ -114,6 +114,41 @@ def check_source(source: Sample | FrameSource, frames_cfg: Any = None, record: s
         _frame_sizes(source, frames_cfg, record)
 
 
+@dataclass(frozen=True)
+class ClipGeometry:
+    """What `load_clip` would return, in shape only: frame count (after caps and the odd-frame
+    rule), frame size (after `frames.max_pixels`), sampling fps, and the clip's first file."""
+
+    num_frames: int
+    width: int
+    height: int
+    fps: float
+    file: str
+
+
+def clip_geometry(source: Sample | FrameSource, frames_cfg: Any = None, record: str = "") -> ClipGeometry:
+    """The shape `load_clip` gives, from headers (a video's header and first frame), as cheap as
+    `check_source`; raises what they show as a FrameError. For token counts before any pixel
+    is processed (`egoadapt.rollout.context`)."""
+    if isinstance(source, Sample):
+        record = record or source.id
+        source = source.frame_source
+    max_pixels = frame_setting(frames_cfg, "max_pixels")
+    if source.kind == "video":
+        path, _, _, read, indices, _, (fps, _) = _open_video(source, frames_cfg, record)
+        first = _decode(read, indices[:1], path, record)
+        check_size(first.shape[2], first.shape[1], path, record, "video")
+        (w, h), n, file = capped_size(first.shape[2], first.shape[1], max_pixels), len(indices), path
+    else:
+        stride, chosen, sizes = _frame_sizes(source, frames_cfg, record)
+        w, h = capped_size(*Counter(sizes).most_common(1)[0][0], max_pixels)
+        n, fps, file = len(chosen), source.fps / stride, source.frames[0]
+    mode = frame_setting(frames_cfg, "odd_frames")
+    if n % 2 and mode != "keep":  # as fix_odd: pad, or drop (a single frame is still padded)
+        n += -1 if mode == "drop" and n > 1 else 1
+    return ClipGeometry(n, w, h, float(fps), file)
+
+
 def skip_mode(frames_cfg: Any) -> bool:
     mode = frame_setting(frames_cfg, "on_error")
     if mode not in ("raise", "skip"):

@@ -165,7 +165,9 @@ def sampling_of(gen_cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_backend(name: str, checkpoint: str, video, model_cfg: Any, gen_cfg: Mapping[str, Any],
-                  engine_kwargs: Mapping[str, Any] | None = None) -> Backend:
+                  engine_kwargs: Mapping[str, Any] | None = None, context=None) -> Backend:
+    """`context`: the run's `ContextPlan` (egoadapt.rollout.context); vLLM's context length holds
+    its longest prompt plus max_new_tokens (computed from `video`'s samples when not given)."""
     from egoadapt.rollout.engines import HFEngine
 
     sampling = sampling_of(gen_cfg)
@@ -188,13 +190,14 @@ def build_backend(name: str, checkpoint: str, video, model_cfg: Any, gen_cfg: Ma
 
         from egoadapt.rollout.engines import VLLMColocateEngine
 
-        # Evaluation has the device to itself and meets long videos: the checkpoint's own context
-        # length (the rollout engine's 4096 is sized for training) and most of the GPU's memory.
-        kwargs: dict[str, Any] = {"max_model_len": None}
+        # Evaluation has the device to itself: most of the GPU's memory. The context length is
+        # the longest prompt's plus max_new_tokens (egoadapt.rollout.context)
+        kwargs: dict[str, Any] = {}
         if torch.cuda.is_available():
             kwargs["gpu_memory_utilization"] = 0.85
         kwargs.update(engine_kwargs or {})
-        return VLLMBackend(video, VLLMColocateEngine(video, sampling, checkpoint, kwargs))
+        return VLLMBackend(video, VLLMColocateEngine(video, sampling, checkpoint, kwargs, context=context,
+                                                     kwargs_key="vllm.engine_kwargs"))
     raise EvalError(f"backend={name!r}: choose one of {', '.join(BACKENDS)}")
 
 

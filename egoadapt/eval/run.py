@@ -167,13 +167,15 @@ def make_backend(cfg: DictConfig, samples: list[Sample]):
     from egoadapt.data.cache import InputCache
     from egoadapt.eval.generate import build_backend
     from egoadapt.models.loading import load_processor
+    from egoadapt.rollout.context import eval_context
     from egoadapt.train.video import VideoInputs
 
     processor = load_processor(cfg.model)
+    context = eval_context(cfg, samples, processor)  # a prompt the model cannot hold fails here, naming the clip
     cache = InputCache(cfg.get("cache_dir"), enabled=bool(cfg.get("cache_dir")))
     video = VideoInputs(samples, processor, cfg.frames, cfg.prompt, cache=cache)
     return build_backend(cfg.backend, str(cfg.checkpoint), video, cfg.model, _container(cfg.generation),
-                         _container(cfg.vllm.get("engine_kwargs")) if cfg.get("vllm") else None)
+                         _container(cfg.vllm.get("engine_kwargs")) if cfg.get("vllm") else None, context=context)
 
 
 def has_reference(sample: Sample, qa: str) -> bool:

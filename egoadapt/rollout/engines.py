@@ -114,17 +114,25 @@ def _generation_model(trainer):
 
 
 class VLLMColocateEngine(RolloutEngine):
-    """A vLLM engine inside each training process (TRL's colocate mode, video-aware)."""
+    """A vLLM engine inside each training process (TRL's colocate mode, video-aware).
+
+    Its context length, batch token budget and pixel limits come from the data
+    (`egoadapt.rollout.context`: the longest prompt of `context`, or of every sample the
+    VideoInputs holds, plus `max_tokens`); `engine_kwargs` overrides them."""
 
     name = "vllm_colocate"
 
     def __init__(self, video, sampling, model_path: str, engine_kwargs: dict[str, Any] | None = None,
-                 world_size: int = 1):
+                 world_size: int = 1, context=None, kwargs_key: str = "rollout.engine_kwargs"):
         super().__init__(video, sampling)
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # engine in this process: reloads in place
         from vllm import LLM
 
-        kwargs = dict(max_model_len=4096, enforce_eager=True, seed=0)
+        from egoadapt.rollout.context import plan_for_video, vllm_kwargs
+
+        context = context or plan_for_video(video, sampling["max_tokens"], model_path)
+        engine_kwargs = vllm_kwargs(context, video.processor, engine_kwargs, kwargs_key)
+        kwargs = dict(enforce_eager=True, seed=0)
         if not torch.cuda.is_available():
             kwargs["kv_cache_memory_bytes"] = 256 * 1024**2
         else:
@@ -264,6 +272,9 @@ class VLLMServerEngine(RolloutEngine):
                 "logit_bias": {str(t): -100 for t in self.banned}}
         if s.get("top_k"):
             body["top_k"] = s["top_k"]
+        from egoadapt.rollout.context import processor_pixels
+
+        body["mm_processor_kwargs"] = processor_pixels(self.video.processor)  # the trainer's video tokens
         r = self._post(f"{self.base_url}/chat/completions", json=body)
         if r.status_code >= 400:  # a 4xx: the request itself is wrong, retrying will not help
             raise httpx.HTTPStatusError(f"HTTP {r.status_code} (not retried): "

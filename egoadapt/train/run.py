@@ -145,7 +145,7 @@ def setup_logging_backends(cfg: DictConfig) -> None:
         os.environ.setdefault("WANDB_DIR", str(cfg.logger.dir))
 
 
-def build_engine(cfg: DictConfig, video, out: Path, world_size: int):
+def build_engine(cfg: DictConfig, video, out: Path, world_size: int, context=None):
     from egoadapt.rollout.engines import HFEngine, VLLMColocateEngine, VLLMServerEngine
 
     t = cfg.trainer
@@ -156,7 +156,8 @@ def build_engine(cfg: DictConfig, video, out: Path, world_size: int):
         return HFEngine(video, sampling)
     if engine == "vllm_colocate":
         return VLLMColocateEngine(video, sampling, str(cfg.model.path),
-                                  OmegaConf.to_container(cfg.rollout.engine_kwargs) if cfg.rollout.get("engine_kwargs") else {}, world_size)
+                                  OmegaConf.to_container(cfg.rollout.engine_kwargs) if cfg.rollout.get("engine_kwargs") else {}, world_size,
+                                  context=context)
     if engine == "vllm_server":
         r = cfg.rollout
         return VLLMServerEngine(video, sampling, r.base_url, r.get("model") or str(cfg.model.path),
@@ -227,6 +228,7 @@ def _run(cfg: DictConfig, out: Path, opened: list) -> Path:
 
     from egoadapt.data.cache import InputCache
     from egoadapt.models.loading import load_model, load_processor, peft_config
+    from egoadapt.rollout.context import train_context
     from egoadapt.train.checkpoint import last_checkpoint
     from egoadapt.train.datasets import build_dataset, usable_samples
     from egoadapt.train.video import VideoInputs
@@ -247,6 +249,7 @@ def _run(cfg: DictConfig, out: Path, opened: list) -> Path:
         check_servers(cfg)  # the rollout server and the judge answer, before the data loads
     samples = train_samples(cfg, out)
     processor = load_processor(cfg.model)
+    context = train_context(cfg, samples, processor)  # longest prompt vs the model's positions, before any clip is processed
     cache = InputCache(cfg.get("cache_dir"), enabled=bool(cfg.get("cache_dir")))
     video = VideoInputs(samples, processor, cfg.frames, cfg.prompt, cache=cache)
     samples = usable_samples(samples, video, out)  # every clip read and processed before the model loads
@@ -273,7 +276,7 @@ def _run(cfg: DictConfig, out: Path, opened: list) -> Path:
             opened.append(judge)
         funcs, weights = build_reward_funcs(cfg.reward, judge=judge)
         args.reward_weights = weights
-        engine = build_engine(cfg, video, out, state.num_processes)
+        engine = build_engine(cfg, video, out, state.num_processes, context)
         opened.append(engine)
         trainer = VideoGRPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
                                    reward_funcs=funcs, peft_config=peft_config(cfg.model), video=video, engine=engine)

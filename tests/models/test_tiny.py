@@ -84,3 +84,25 @@ def test_small_size_parameter_count(tmp_path):
     n = sum(t.numel() for t in load_file(str(out / "model.safetensors")).values())
     assert 1e6 < n < 10e6
     assert set(SIZES) >= {"micro", "small"}
+
+
+def test_real_geometry(tiny_model_dir):
+    """Small width and depth, the real Qwen2.5-VL-7B's shapes: positions, mRoPE proportions, vision
+    patches, merge and window layout (scaled to depth), the processor's patching."""
+    from transformers import AutoConfig, AutoProcessor
+
+    from egoadapt.models.tiny import REAL, fullatt_blocks, mrope_section
+
+    assert mrope_section(128) == [16, 24, 24] and fullatt_blocks(32) == [7, 15, 23, 31]  # the real model's
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    text, vision = config.text_config, config.vision_config
+    assert text.max_position_embeddings == REAL["max_position_embeddings"] == 128000
+    head_dim = text.hidden_size // text.num_attention_heads
+    assert text.rope_parameters["mrope_section"] == [4, 6, 6] == mrope_section(head_dim)  # 16:24:24 of head_dim
+    assert (vision.patch_size, vision.temporal_patch_size, vision.spatial_merge_size, vision.window_size) == (14, 2, 2, 112)
+    assert list(vision.fullatt_block_indexes) == fullatt_blocks(vision.depth) == [vision.depth - 1]
+    assert fullatt_blocks(4) == [1, 3] and fullatt_blocks(8) == [1, 3, 5, 7]
+    vp = AutoProcessor.from_pretrained(tiny_model_dir).video_processor
+    assert (vp.patch_size, vp.temporal_patch_size, vp.merge_size, vp.max_video_tokens) == (14, 2, 2, 128000)
+    with pytest.raises(ValueError, match="does not scale"):
+        mrope_section(20)
