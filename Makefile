@@ -29,7 +29,7 @@ endif
 	touch $@
 
 test: install
-	$(BIN)/pytest tests -q
+	$(BIN)/pytest tests -q --durations=10
 
 test-unit: install
 	$(BIN)/pytest tests -q -m "not integration and not server"

@@ -7,6 +7,7 @@ from egoadapt.cli import main as cli
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(2700)  # the whole study (~3 min idle); a shared, loaded CI machine took 15+ min
 def test_demo_ci_size_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     assert cli(["demo", "demo=ci", f"out={out}"]) == 0
