@@ -47,6 +47,9 @@ fi
 # `egoadapt train` logs both ("context: longest prompt N tokens ...") and refuses a server that is too short,
 # naming the clip and the VLLM_MAX_MODEL_LEN to restart with. VLLM_MAX_NUM_BATCHED_TOKENS (default: the
 # context length) also sizes vLLM's encoder cache, and vLLM refuses a video with more tokens than it holds.
+# Pixels: a rollout server must process video as the trainer does. When the run sets model.min_pixels /
+# model.max_pixels (the 7B recipes: 3136 / 200704), pass the same: --mm-processor-kwargs '{"min_pixels": 3136,
+# "max_pixels": 200704}' (otherwise the server uses the checkpoint's own limits and other video tokens).
 cmd=(vllm serve "$model" \
   --host "$host" --port "$port" \
   --served-model-name "$model" \

@@ -272,9 +272,6 @@ class VLLMServerEngine(RolloutEngine):
                 "logit_bias": {str(t): -100 for t in self.banned}}
         if s.get("top_k"):
             body["top_k"] = s["top_k"]
-        from egoadapt.rollout.context import processor_pixels
-
-        body["mm_processor_kwargs"] = processor_pixels(self.video.processor)  # the trainer's video tokens
         r = self._post(f"{self.base_url}/chat/completions", json=body)
         if r.status_code >= 400:  # a 4xx: the request itself is wrong, retrying will not help
             raise httpx.HTTPStatusError(f"HTTP {r.status_code} (not retried): "
