@@ -87,12 +87,13 @@ def context_error(p: PromptLength, message: str) -> DataError:
 
 # ------------------------------------------------------------------ token counts
 
-def _size(vp: Any) -> tuple[int, int]:
+def _size(vp: Any) -> tuple[int | None, int | None]:
+    """(min_pixels, max_pixels) of a Qwen-VL video processor (None where it has none)."""
     size = getattr(vp, "size", None) or {}
     get = size.get if isinstance(size, Mapping) else lambda k: getattr(size, k, None)
     lo = get("shortest_edge") or getattr(vp, "min_pixels", None)
     hi = get("longest_edge") or getattr(vp, "max_pixels", None)
-    return int(lo), int(hi)
+    return (int(lo) if lo else None), (int(hi) if hi else None)
 
 
 def video_token_count(processor: Any, num_frames: int, width: int, height: int) -> int:
@@ -104,6 +105,7 @@ def video_token_count(processor: Any, num_frames: int, width: int, height: int) 
     patch, merge, temporal = int(vp.patch_size), int(vp.merge_size), int(vp.temporal_patch_size)
     factor = patch * merge
     min_pixels, max_pixels = _size(vp)
+    min_pixels, max_pixels = min_pixels or 56 * 56, max_pixels or 28 * 28 * 1280  # smart_resize's defaults
     if getattr(vp, "cap_pixels_per_frame", None):  # each frame's share of the total-video budget
         total = int(int(getattr(vp, "max_video_tokens", 128000)) * factor * factor * 0.9)
         max_pixels = max(min(max_pixels, total * temporal // num_frames), int(min_pixels * 1.05))
@@ -188,14 +190,15 @@ def plan_for_video(video: Any, completion: int, model_path: str | None) -> Conte
 def processor_pixels(processor: Any) -> dict[str, int]:
     """The video processor's pixel limits as vLLM `mm_processor_kwargs`."""
     lo, hi = _size(getattr(processor, "video_processor", processor))
-    return {"min_pixels": lo, "max_pixels": hi}
+    return {k: v for k, v in (("min_pixels", lo), ("max_pixels", hi)) if v}
 
 
 def vllm_kwargs(plan: ContextPlan, processor: Any, user: Mapping[str, Any] | None = None,
                 key: str = "engine_kwargs") -> dict[str, Any]:
     """vLLM engine arguments from the plan, under the user's own (`key` names them in errors)."""
     user = dict(user or {})
-    out: dict[str, Any] = {"mm_processor_kwargs": processor_pixels(processor)}
+    pixels = processor_pixels(processor)
+    out: dict[str, Any] = {"mm_processor_kwargs": pixels} if pixels else {}
     if plan.longest is None:  # nothing measured: vLLM's own defaults
         return {**out, **user}
     out["max_model_len"] = plan.max_model_len
