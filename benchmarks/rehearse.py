@@ -38,7 +38,8 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 FIXTURES = Path(os.environ.get("EGOCROSS_DIR", ROOT / "tests" / "fixtures" / "egocross"))
-PIXELS = ("model.min_pixels=3136", "model.max_pixels=200704")  # the 7B recipes' budget (conf/model/qwen2_5_vl_7b.yaml)
+PIXEL_BUDGET = {"min_pixels": 3136, "max_pixels": 200704}  # the 7B recipes' (conf/model/qwen2_5_vl_7b.yaml)
+PIXELS = tuple(f"model.{k}={v}" for k, v in PIXEL_BUDGET.items())
 FRAME_SIZE = (854, 480)
 LOOKS = 6  # distinct placeholder frames
 
@@ -155,14 +156,16 @@ def run(cmd: list[str], log: Path, timeout: float, env: dict | None = None) -> t
 class Server:
     """A vLLM server started the way users start it: launch/vllm_server.sh MODEL PORT."""
 
-    def __init__(self, model: Path, name: str, log: Path, max_model_len: int):
+    def __init__(self, model: Path, name: str, log: Path, max_model_len: int, rollout: bool):
         from egoadapt.rollout.server import free_port
 
         self.port, self.log, self.name = free_port(), log, name
         env = {**os.environ, "VLLM_HOST": "127.0.0.1", "VLLM_MAX_MODEL_LEN": str(max_model_len),
-               "VLLM_CPU_KVCACHE_SPACE": "1", "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+               "VLLM_DEV_MODE": "1" if rollout else "0", "VLLM_CPU_KVCACHE_SPACE": "1",
+               "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+        extra = ["--mm-processor-kwargs", json.dumps(PIXEL_BUDGET)] if rollout else []  # video as the trainer sees it
         self.proc = subprocess.Popen(["bash", str(ROOT / "launch" / "vllm_server.sh"), str(model), str(self.port),
-                                      "--served-model-name", name, "--enforce-eager", "--max-num-seqs", "16"],
+                                      "--served-model-name", name, "--enforce-eager", "--max-num-seqs", "16", *extra],
                                      cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)
         self.rss = PeakRSS(self.proc.pid)
@@ -301,8 +304,8 @@ def main(argv: list[str] | None = None) -> int:
             "trainer.per_device_train_batch_size=1", f"out={out / 'sft'}"]))
 
     def grpo_server():
-        rollout = Server(model, "policy", logs / "rollout_server.log", max_len + 64)
-        judge = Server(model, "judge", logs / "judge_server.log", 4096)
+        rollout = Server(model, "policy", logs / "rollout_server.log", max_len + 64, rollout=True)
+        judge = Server(model, "judge", logs / "judge_server.log", 4096, rollout=False)
         try:
             rollout.wait(), judge.wait()
             row = timed("grpo_server", [*cli, "train", *grpo, "rollout=vllm_server", f"rollout.base_url={rollout.url}",
