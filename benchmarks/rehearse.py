@@ -201,21 +201,22 @@ class Server:
 
 
 # ---------------------------------------------------------------- measurements
-def longest_prompt(model: Path, subset: Path, root: Path) -> dict:
-    """Prompt tokens of the subset's longest clips at the 7B pixel budget, from the processor."""
+def longest_prompt(model: Path, annotations: Path, answers: Path, root: Path) -> dict:
+    """Prompt tokens of every test-bed question at the 7B pixel budget (counted from frame
+    headers by the processor's own rule, as train and eval preflight count them)."""
     from egoadapt.cli import compose
     from egoadapt.data.load import load_samples
     from egoadapt.models.loading import load_processor
-    from egoadapt.train.video import VideoInputs
+    from egoadapt.rollout.context import prompt_lengths
 
-    cfg = compose("demo/tiny_sft", [f"model.path={model}", "data=egocross",
-                            f"data.annotations={subset}", f"data.root={root}", "cache_dir=null", *PIXELS],
+    cfg = compose("demo/tiny_sft", [f"model.path={model}", "data=egocross", f"data.annotations={annotations}",
+                                    f"data.answers={answers}", f"data.root={root}", "cache_dir=null", *PIXELS],
                   recipe=True)
-    samples = load_samples(cfg.data)
-    samples = sorted(samples, key=lambda s: -len(s.frame_source.frames))[:2]
-    video = VideoInputs(samples, load_processor(cfg.model), cfg.frames, cfg.prompt)
-    tokens = {s.id: len(video.prompt_ids(video.messages(s.id, "closeqa"), s.id)) for s in samples}
-    return {"longest_prompt_tokens": max(tokens.values()), "longest_prompt_id": max(tokens, key=tokens.get)}
+    lengths = prompt_lengths(load_samples(cfg.data), load_processor(cfg.model), cfg.frames, cfg.prompt)
+    longest = max(lengths, key=lambda p: p.tokens)
+    over = sorted({p.sample_id for p in lengths if p.tokens > 4096})
+    return {"longest_prompt_tokens": longest.tokens, "longest_prompt_id": longest.sample_id,
+            "longest_frames": longest.frames, "questions_over_4096_tokens": len(over)}
 
 
 def cache_bytes_per_clip(cache: Path) -> int | None:
@@ -269,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     phase("data", lambda: build_data(out, args.questions, args.quick))
     phase("model", lambda: {"seconds": round(run([*cli, "model", "tiny", "size=micro", f"out={model}"],
                                                    logs / "model.log", 300, env)[0], 1)})
-    phase("prompt", lambda: longest_prompt(model, subset, data))
+    phase("prompt", lambda: longest_prompt(model, ann_all, answers, data))
     max_len = figures[-1]["longest_prompt_tokens"] + 64
 
     def timed(name, cmd, timeout=1800, run_dir=None):
@@ -294,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     train_common = [*common, f"data.annotations={subset}", *manifest, f"model.path={model}", f"cache_dir={cache}",
                     f"trainer.max_steps={args.steps}", "trainer.save_steps=1000"]
     grpo = ["recipe=demo/tiny_grpo", *train_common, "data.qa=both", "trainer.per_device_train_batch_size=4",
-            "trainer.num_generations=4", "trainer.max_completion_length=16", "judge.max_failure_rate=1.0"]
+            "trainer.num_generations=4", "trainer.max_completion_length=16"]
     accelerate = [BIN / "accelerate", "launch"]
 
     if not args.quick:
@@ -310,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
             rollout.wait(), judge.wait()
             row = timed("grpo_server", [*cli, "train", *grpo, "rollout=vllm_server", f"rollout.base_url={rollout.url}",
                                         "rollout.model=policy", "judge=vllm_local", f"judge.base_url={judge.url}",
-                                        "judge.model=judge", f"out={out / 'grpo_server'}"], run_dir=out / "grpo_server")
+                                        "judge.model=judge", "judge.max_failure_rate=1.0",  # a random judge: its verdicts do not parse
+                                        f"out={out / 'grpo_server'}"], run_dir=out / "grpo_server")
         finally:
             row_rss = max(rollout.stop(), judge.stop())
         row["server_peak_rss_mb"] = round(row_rss / 2**20)
