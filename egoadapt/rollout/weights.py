@@ -1,7 +1,9 @@
 """The trainer's current weights as (HF checkpoint name, tensor) pairs, for a rollout engine.
 
 Handles the wrappers a training model can sit in: DDP (unwrap), DeepSpeed ZeRO-3 (gather
-each parameter), PEFT (merge the adapters for the duration, emit base names).
+one parameter at a time; a LoRA layer's base weight with its adapters, merged into the copy),
+PEFT (merge the adapters for the duration, emit base names). `save_weights` writes them as
+they come, so a sync never holds the whole model.
 """
 from __future__ import annotations
 
@@ -50,23 +52,44 @@ def weight_specs(model, accelerator) -> list[tuple[str, tuple[int, ...], torch.d
     return specs
 
 
+def _lora_layer(model, name: str):
+    """The PEFT LoRA layer whose base weight is the parameter `name`, else None."""
+    if not name.endswith(".base_layer.weight"):
+        return None
+    layer = model.get_submodule(name[: -len(".base_layer.weight")])
+    return layer if hasattr(layer, "get_delta_weight") and hasattr(layer, "scaling") else None
+
+
 def iter_weights(model, accelerator) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield full (gathered, merged) weights one at a time; every rank must iterate (ZeRO-3
-    gathers are collective). Under ZeRO-3 only the parameter being yielded is whole."""
+    gathers are collective). Under ZeRO-3 only the parameter being yielded is whole (with a
+    LoRA layer's own adapter weights, to merge them into it: W + delta, the stored weights
+    untouched)."""
     unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
-    zero3 = _zero3(accelerator)
-    with _merged(unwrapped):
-        for name, param in unwrapped.named_parameters():
-            hf = _hf_name(name)
-            if hf is None:
-                continue
-            if zero3:
-                import deepspeed
+    if not _zero3(accelerator):
+        with _merged(unwrapped):
+            for name, param in unwrapped.named_parameters():
+                hf = _hf_name(name)
+                if hf is not None:
+                    yield hf, param.detach()
+        return
+    import deepspeed
 
-                with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
-                    yield hf, param.detach().clone()
-            else:
-                yield hf, param.detach()
+    for name, param in unwrapped.named_parameters():
+        hf = _hf_name(name)
+        if hf is None:
+            continue
+        layer = _lora_layer(unwrapped, name)
+        adapters = [] if layer is None or layer.merged or getattr(layer, "disable_adapters", False) else \
+            [a for a in layer.active_adapters if a in layer.scaling]
+        if any(getattr(layer, "use_dora", {}).get(a) for a in adapters):
+            raise NotImplementedError(f"{name}: syncing DoRA adapters under ZeRO-3 is not supported")
+        own = [p for p in layer.parameters() if p is not param] if adapters else []
+        with deepspeed.zero.GatheredParameters([param, *own], modifier_rank=None):
+            weight = param.detach().clone()
+            for a in adapters:
+                weight += layer.get_delta_weight(a).to(weight.dtype)
+            yield hf, weight
 
 
 _ST_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -112,7 +135,7 @@ def save_weights(weights: Iterator[tuple[str, torch.Tensor]], folder: Path,
             data = t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)  # one tensor on the CPU
             f.write(memoryview(data.numpy()))
             got += data.numel()
-            del data
+            del data, t  # before the next one is gathered
         if got != offset:
             raise ValueError(f"wrote {got} bytes of tensor data, the header says {offset}")
     tmp.replace(final)

@@ -1,0 +1,197 @@
+"""Server-mode weight sync (rollout=vllm_server) before and after streaming (issue 10 item 5).
+
+    .venv/bin/python benchmarks/bench_sync.py                      # micro, small, m120; 3 rounds
+    .venv/bin/python benchmarks/bench_sync.py --sizes micro --rounds 2
+
+before: the whole model gathered into one CPU dict, one safetensors file written (safetensors'
+        `save_file` also builds every tensor's bytes before writing), always into the same
+        folder, then POST /collective_rpc reload_weights and the cache resets;
+after:  `VLLMServerEngine.sync`: the header from the parameter specs, then one tensor at a
+        time into a fresh folder, the reload, the resets, older folders deleted.
+
+Per size: the median seconds of a whole sync against a real vLLM server (127.0.0.1), and the
+peak RSS the write adds over the loaded model (each measured in a fresh process, write only):
+for the plain CPU model (where `.cpu()` copies nothing and safetensors 0.8 writes from the
+tensors' memory, so the old dict cost little) and as under ZeRO-3 or on a GPU, where every
+tensor reaching the writer is a copy (gathered/cloned, or moved to the host).
+`m120` is a ~120 M-parameter Qwen2.5-VL built like the tiny models (random weights).
+`run(quick)` returns the rows, in the form benchmarks/run_all.py collects.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from egoadapt.models import tiny  # noqa: E402
+
+EXTRA = {"m120": tiny.TinySize(1024, 8, 32, 8, 4096, 256, 4, 8, 1024)}
+
+
+def build(size: str, out: Path) -> Path:
+    if (out / "config.json").exists():
+        return out
+    if size in tiny.SIZES:
+        return tiny.build_tiny(out, size=size, seed=0)
+    tokenizer = tiny.train_tokenizer(EXTRA[size].vocab)
+    processor = tiny.build_processor(tokenizer)
+    model = tiny.build_model(tokenizer, EXTRA[size], 0)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def trainer_of(model):
+    acc = SimpleNamespace(unwrap_model=lambda m: m, state=SimpleNamespace(deepspeed_plugin=None),
+                          is_main_process=True, device=torch.device("cpu"))
+    return SimpleNamespace(model_wrapped=model, accelerator=acc, state=SimpleNamespace(global_step=1))
+
+
+def gathered(model):
+    """What `iter_weights` yields under ZeRO-3 (each parameter gathered and cloned), without
+    DeepSpeed: on a GPU `.cpu()` copies every tensor the same way."""
+    from egoadapt.rollout.weights import iter_weights
+
+    for name, t in iter_weights(model, None):
+        yield name, t.clone()
+
+
+def write_old(model, folder: Path, zero3: bool = False) -> None:
+    """The pre-streaming save_weights: one dict of CPU tensors, one save_file."""
+    from safetensors.torch import save_file
+
+    from egoadapt.rollout.weights import iter_weights
+
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = gathered(model) if zero3 else iter_weights(model, None)
+    tensors = {name: t.contiguous().cpu() for name, t in weights}
+    tmp = folder / "model.safetensors.tmp"
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
+    tmp.replace(folder / "model.safetensors")
+
+
+def write_new(model, folder: Path, zero3: bool = False) -> None:
+    from egoadapt.rollout.weights import iter_weights, save_weights, weight_specs
+
+    save_weights(gathered(model) if zero3 else iter_weights(model, None), folder, weight_specs(model, None))
+
+
+def load(path: Path):
+    from transformers import AutoModelForImageTextToText
+
+    return AutoModelForImageTextToText.from_pretrained(path).eval()
+
+
+def _rss_mib() -> float:
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def child_peak(method: str, path: str, zero3: str = "0") -> None:
+    """Print the peak RSS (MiB) writing the weights adds over the loaded model: the first write
+    of a fresh process, sampled every 2 ms (freed memory stays with the allocator afterwards)."""
+    import threading
+
+    model = load(Path(path))
+    for p in model.parameters():  # page in weights that are mmapped from the checkpoint
+        float(p.sum())
+    gc.collect()
+    base = top = _rss_mib()
+    stop = threading.Event()
+
+    def sample():
+        nonlocal top
+        while not stop.is_set():
+            top = max(top, _rss_mib())
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    with tempfile.TemporaryDirectory() as d:
+        (write_old if method == "before" else write_new)(model, Path(d) / "w", zero3=zero3 == "1")
+        stop.set()
+        sampler.join()
+    print(json.dumps({"extra_mib": max(0.0, top - base)}))
+
+
+def peak_extra_mib(method: str, path: Path, zero3: bool = False) -> float:
+    out = subprocess.run([sys.executable, __file__, "--child-peak", method, str(path), str(int(zero3))],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])["extra_mib"]
+
+
+def measure(size: str, rounds: int, work: Path) -> dict:
+    from egoadapt.rollout.engines import VLLMServerEngine
+    from egoadapt.rollout.server import VLLMServer
+
+    path = build(size, work / size)
+    model = load(path)
+    for p in model.parameters():  # page in weights that are mmapped from the checkpoint
+        float(p.sum())
+    n_params = sum(p.numel() for p in model.parameters())
+    file_mib = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+    video = SimpleNamespace(tokenizer=SimpleNamespace(convert_tokens_to_ids=lambda t: 1, eos_token_id=2,
+                                                      unk_token_id=0))
+    with VLLMServer(str(path), served_model_name="policy", log_path=work / f"{size}.server.log") as server:
+        engine = VLLMServerEngine(video, {"max_tokens": 4, "temperature": 0.0}, server.base_url, "policy",
+                                  work / f"{size}.weights")
+        try:
+            before, after = [], []
+            for _ in range(rounds):
+                start = time.perf_counter()  # before: same folder every time
+                write_old(model, work / f"{size}.old")
+                r = engine._post(f"{engine.root}/collective_rpc", json={"method": "reload_weights", "kwargs": {
+                    "weights_path": str(work / f"{size}.old"), "is_checkpoint_format": True}})
+                r.raise_for_status()
+                for cache in ("reset_prefix_cache", "reset_encoder_cache", "reset_mm_cache"):
+                    engine._post(f"{engine.root}/{cache}").raise_for_status()
+                before.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                engine.sync(trainer_of(model))
+                after.append(time.perf_counter() - start)
+        finally:
+            engine.close()
+    return {"size": size, "parameters": n_params, "file_mib": round(file_mib, 1),
+            "sync_s_before": round(statistics.median(before), 3), "sync_s_after": round(statistics.median(after), 3),
+            "write_peak_extra_mib_before": round(peak_extra_mib("before", path), 1),
+            "write_peak_extra_mib_after": round(peak_extra_mib("after", path), 1),
+            "zero3_write_peak_extra_mib_before": round(peak_extra_mib("before", path, zero3=True), 1),
+            "zero3_write_peak_extra_mib_after": round(peak_extra_mib("after", path, zero3=True), 1), "rounds": rounds}
+
+
+def run(quick: bool = False) -> list[dict]:
+    sizes, rounds = (["micro", "small"], 2) if quick else (["micro", "small", "m120"], 3)
+    with tempfile.TemporaryDirectory(prefix="bench-sync-") as d:
+        return [measure(s, rounds, Path(d)) for s in sizes]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", nargs="+", default=["micro", "small", "m120"])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--child-peak", nargs=3, metavar=("METHOD", "PATH", "ZERO3"))
+    a = ap.parse_args()
+    if a.child_peak:
+        return child_peak(*a.child_peak)
+    with tempfile.TemporaryDirectory(prefix="bench-sync-") as d:
+        for size in a.sizes:
+            print(json.dumps(measure(size, a.rounds, Path(d))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
