@@ -127,16 +127,17 @@ def save_weights(weights: Iterator[tuple[str, torch.Tensor]], folder: Path,
     with open(tmp, "wb") as f:
         f.write(len(head).to_bytes(8, "little"))
         f.write(head)
-        got = 0
-        for (want, shape, dtype), (name, t) in zip(specs, weights, strict=True):
-            if name != want or tuple(t.shape) != tuple(shape) or t.dtype != dtype:
+        got, expected = 0, iter(specs)
+        for name, t in weights:  # (not zip: it would keep the previous pair alive while the next is made)
+            want, shape, dtype = next(expected, (None, None, None))
+            if name != want or tuple(t.shape) != tuple(shape or ()) or t.dtype != dtype:
                 raise ValueError(f"weights out of step with their header: got {name} {tuple(t.shape)} {t.dtype}, "
-                                 f"expected {want} {tuple(shape)} {dtype}")
+                                 f"expected {want} {shape} {dtype}")
             data = t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)  # one tensor on the CPU
             f.write(memoryview(data.numpy()))
             got += data.numel()
             del data, t  # before the next one is gathered
         if got != offset:
-            raise ValueError(f"wrote {got} bytes of tensor data, the header says {offset}")
+            raise ValueError(f"weights out of step with their header: wrote {got} bytes, the header says {offset}")
     tmp.replace(final)
     return folder
