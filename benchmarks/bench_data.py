@@ -133,8 +133,9 @@ def run(quick: bool = False) -> list[dict]:
     r05, r1 = rows[2]["ratio"]["median"], rows[3]["ratio"]["median"]
     rows.append(common.note(
         f"A second epoch reads processed inputs from the cache {cache:.1f}x faster than decoding JPEGs and running "
-        "the processor again. What a hit still costs is reading float32 pixel patches (4.8 MB per 8-frame 224 px "
-        "clip, 4x the bytes of its uint8 frames); storing them in bf16 would halve the bytes read."))
+        "the processor again. What a hit costs is reading the stored uint8 patches (1.2 MB per 8-frame 224 px "
+        "clip, a quarter of the float32 the model takes; they are normalised when batched): "
+        "benchmarks/bench_cache.py compares the ways to store them at the 7B pixel budget."))
     text = (f"decord vs PyAV: {r05:.2f}x at 0.5 fps, {r1:.2f}x at 1 fps. Per clip the time goes to opening the "
             "file and seeking from the key frame before the span (x264's default GOP is 250 frames), not to the "
             "frames kept, so the backends are close and halving the rate saves little.")

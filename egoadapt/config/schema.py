@@ -199,6 +199,7 @@ class Train:  # recipes/ on conf/train.yaml
     requires_gpu: str | None = MISSING
     merge_lora: bool = MISSING
     cache_dir: str | None = MISSING
+    cache_ram_bytes: int = rule(ge=0)
     server_wait_s: float = rule(ge=0)
     model: Model = group(Model)
     data: Data = group(Data)
@@ -231,6 +232,7 @@ class Eval:
     bootstrap: Bootstrap = group(Bootstrap)
     submission: Submission = group(Submission)
     cache_dir: str | None = MISSING
+    cache_ram_bytes: int = rule(ge=0)
     data: Data = group(Data)
     frames: Frames = group(Frames)
     prompt: Prompt = group(Prompt)

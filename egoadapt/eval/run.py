@@ -173,7 +173,8 @@ def make_backend(cfg: DictConfig, samples: list[Sample]):
     processor = load_processor(cfg.model)
     context = eval_context(cfg, samples, processor)  # a prompt the model cannot hold fails here, naming the clip
     cache = InputCache(cfg.get("cache_dir"), enabled=bool(cfg.get("cache_dir")))
-    video = VideoInputs(samples, processor, cfg.frames, cfg.prompt, cache=cache)
+    video = VideoInputs(samples, processor, cfg.frames, cfg.prompt, cache=cache,
+                        ram_bytes=cfg.get("cache_ram_bytes"))
     return build_backend(cfg.backend, str(cfg.checkpoint), video, cfg.model, _container(cfg.generation),
                          _container(cfg.vllm.get("engine_kwargs")) if cfg.get("vllm") else None, context=context)
 

@@ -60,9 +60,14 @@ def reward_columns(sample: Sample, qa: str) -> dict[str, Any]:
 
 def usable_samples(samples: Sequence[Sample], video: VideoInputs, out: Path) -> list[Sample]:
     """The samples whose clips load and process (`VideoInputs.usable`): the dataset never holds a
-    bad one. Those skipped (frames.on_error=skip) are listed in out/skipped_samples.jsonl."""
+    bad one. Those skipped (frames.on_error=skip) are listed in out/skipped_samples.jsonl.
+    Each rank first processes its share of the clips into the disk cache (`VideoInputs.warm`),
+    then, after a barrier, every rank reads them all from there."""
     from accelerate import PartialState
 
+    state = PartialState()
+    video.warm(samples, state.process_index, state.num_processes)
+    state.wait_for_everyone()
     kept, skipped = video.usable(samples)
     if skipped and not kept:
         raise DataError(skipped)  # nothing to train on: say why

@@ -251,7 +251,8 @@ def _run(cfg: DictConfig, out: Path, opened: list) -> Path:
     processor = load_processor(cfg.model)
     context = train_context(cfg, samples, processor)  # longest prompt vs the model's positions, before any clip is processed
     cache = InputCache(cfg.get("cache_dir"), enabled=bool(cfg.get("cache_dir")))
-    video = VideoInputs(samples, processor, cfg.frames, cfg.prompt, cache=cache)
+    video = VideoInputs(samples, processor, cfg.frames, cfg.prompt, cache=cache,
+                        ram_bytes=cfg.get("cache_ram_bytes"))
     samples = usable_samples(samples, video, out)  # every clip read and processed before the model loads
     model = load_model(cfg.model, training=True)  # under ZeRO-3, partitioned as it loads (args set that up)
     log_param_share(model, state.process_index)

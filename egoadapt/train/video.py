@@ -3,31 +3,37 @@
 `VideoInputs` owns the processor, the frame settings and the on-disk input cache. For a
 sample it gives the chat messages (with the clip's real sampling fps in the prompt), the
 prompt token ids with the video placeholder expanded to the clip's real number of video
-tokens, and the cached vision tensors; `collate` stacks the vision tensors of any rows in
-the layout Qwen2.5-VL's forward expects. SFT, GRPO (generation and every log-prob pass)
-and evaluation all use it, so the model sees the same pixels and the same time axis in
-each of them.
+tokens, and the cached vision tensors (compact: uint8 pixels, `egoadapt.data.cache`), the
+most recently used of them kept in RAM up to `ram_bytes`; `collate` stacks the vision
+tensors of any rows in the layout Qwen2.5-VL's forward expects (pixels normalised there).
+SFT, GRPO (generation and every log-prob pass) and evaluation all use it, so the model sees
+the same pixels and the same time axis in each of them.
 """
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 
-from egoadapt.data.cache import InputCache, vision_inputs
+from egoadapt.data.cache import InputCache, entry_bytes, pixels, vision_inputs
 from egoadapt.data.frames import load_clip, on_skip, skip_mode
 from egoadapt.data.load import DataError, Problem
 from egoadapt.data.prompts import build_messages
 from egoadapt.data.schema import Sample
 
 VIDEO_TENSORS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+log = logging.getLogger(__name__)
 
 
 class VideoInputs:
+    """`ram_bytes`: bound of the in-RAM store of vision inputs (commands take it from
+    `cache_ram_bytes`, conf/cache/default.yaml); None: unbounded."""
+
     def __init__(self, samples: Iterable[Sample], processor, frames_cfg: Any, prompt_cfg: Any = None,
-                 cache: InputCache | None = None, memory_items: int = 4096):
+                 cache: InputCache | None = None, ram_bytes: int | None = None):
         self.samples = {s.id: s for s in samples}
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
@@ -37,20 +43,47 @@ class VideoInputs:
         self.video_token = getattr(processor, "video_token", "<|video_pad|>")
         self.video_token_id = self.tokenizer.convert_tokens_to_ids(self.video_token)
         self.merge = getattr(processor.video_processor, "merge_size", 2) ** 2
-        self._memory: OrderedDict[str, dict] = OrderedDict()  # hot rows stay decoded in RAM
-        self._memory_items = memory_items
+        self._memory: OrderedDict[str, tuple[dict, int]] = OrderedDict()  # hot rows stay in RAM: (entry, bytes)
+        self.ram_bytes = ram_bytes
+        self.memory_bytes = 0  # what the RAM store holds now, never more than ram_bytes
 
     # ------------------------------------------------------------------ per sample
     def vision(self, sample_id: str) -> dict[str, Any]:
+        """The sample's vision inputs (pixels compact: `egoadapt.data.cache.pixels` gives the model's)."""
         hit = self._memory.get(sample_id)
-        if hit is None:
-            hit = vision_inputs(self.samples[sample_id], self.frames_cfg, self.processor, self.cache)
-            self._memory[sample_id] = hit
-            if len(self._memory) > self._memory_items:
-                self._memory.popitem(last=False)
-        else:
+        if hit is not None:
             self._memory.move_to_end(sample_id)
-        return hit
+            return hit[0]
+        value = vision_inputs(self.samples[sample_id], self.frames_cfg, self.processor, self.cache)
+        size = entry_bytes(value)
+        if self.ram_bytes is None or size <= self.ram_bytes:  # an entry over the whole budget is not kept
+            self._memory[sample_id] = (value, size)
+            self.memory_bytes += size
+            while self.ram_bytes is not None and self.memory_bytes > self.ram_bytes:
+                self.memory_bytes -= self._memory.popitem(last=False)[1][1]
+        return value
+
+    def warm(self, samples: Sequence[Sample], rank: int = 0, world_size: int = 1, progress: bool = True) -> int:
+        """Fill the disk cache with this rank's share of the clips (rank r: clips r, r + world_size, ...),
+        a progress bar on rank 0; returns how many clips this rank processed. Run on every rank, then a
+        barrier, then `usable` reads every clip from the disk. Bad clips are left for `usable` to meet
+        (on every rank alike). Without a disk cache, nothing to share: returns 0."""
+        from tqdm.auto import tqdm
+
+        if self.cache is None or not self.cache.enabled:
+            return 0
+        skip_mode(self.frames_cfg)  # a bad on_error value fails here, before any clip
+        share, before = list(samples)[rank::world_size], self.cache.misses
+        for s in tqdm(share, desc=f"input cache ({world_size} rank{'s' * (world_size > 1)})", unit="clip",
+                      disable=not progress or rank != 0):
+            try:
+                vision_inputs(s, self.frames_cfg, self.processor, self.cache)
+            except DataError:
+                continue
+        done = self.cache.misses - before
+        log.info("input cache: rank %d of %d processed %d clips (its share: %d of %d; the rest were cached)",
+                 rank, world_size, done, len(share), len(samples))
+        return done
 
     def usable(self, samples: Sequence[Sample]) -> tuple[list[Sample], list[Problem]]:
         """(samples whose frames load and process, problems of the others), checked up front: each
@@ -96,7 +129,7 @@ class VideoInputs:
     # ------------------------------------------------------------------ batches
     def collate(self, sample_ids: Iterable[str]) -> dict[str, torch.Tensor]:
         rows = [self.vision(i) for i in sample_ids]
-        out = {"pixel_values_videos": torch.cat([r["pixel_values_videos"] for r in rows]),
+        out = {"pixel_values_videos": torch.cat([pixels(r) for r in rows]),
                "video_grid_thw": torch.cat([r["video_grid_thw"] for r in rows])}
         if all("second_per_grid_ts" in r for r in rows):
             out["second_per_grid_ts"] = torch.cat([torch.as_tensor(r["second_per_grid_ts"]).reshape(-1)

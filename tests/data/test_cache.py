@@ -1,5 +1,7 @@
-"""Input cache: hits on the second read, misses when any key part changes, and stays valid
-under concurrent writers of the same key."""
+"""Input cache: hits on the second read, misses when any key part changes (the storage format
+too), stays valid under concurrent writers of the same key; entries are compact (uint8 pixels
+that read back as the processor's float32), the RAM store keeps to its byte budget, and the
+warm-up splits clips between ranks."""
 from __future__ import annotations
 
 import os
@@ -132,3 +134,92 @@ def test_concurrent_writers_leave_a_valid_entry(tmp_path):
     final = cache.get(key)
     assert final is not None and torch.all(final["x"] == final["v"]) and final["v"] in (1.0, 2.0)
     assert not [p for p in cache.path(key).parent.iterdir() if p.suffix == ".tmp"]  # no temp files left
+
+
+# ---------------------------------------------------------------- compact entries, RAM bound, warm-up shares
+
+def noise_frames(folder, n: int, w: int = 120, h: int = 90, seed: int = 0) -> list[str]:
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for k in range(n):
+        paths.append(str(folder / f"frame_{k:05d}.png"))
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(paths[-1])
+    return paths
+
+
+def frames_sample(paths, sid: str = "1") -> Sample:
+    return Sample(id=sid, question="?", frame_source=FrameSource(frames=tuple(paths), fps=1.0))
+
+
+def test_entries_are_compact_and_give_the_processors_pixels(processor, tmp_path):
+    """Stored: uint8 pixels (a quarter of float32 on disk); read: the float32 values the full
+    processor gives, bit for bit (training sees the same numbers as before)."""
+    from egoadapt.data.cache import STORAGE, encode_clip, pixels, vision_key_parts
+    from egoadapt.data.frames import load_clip
+
+    sample = frames_sample(noise_frames(tmp_path / "q", 5))  # odd: the processor pads time
+    cache = InputCache(tmp_path / "cache")
+    entry = vision_inputs(sample, {}, processor, cache)
+    assert STORAGE == "uint8-patches" and entry["pixel_values_videos"].dtype == torch.uint8
+    clip = load_clip(sample, {})
+    full = processor(text=["<|vision_start|><|video_pad|><|vision_end|>"], videos=[clip.frames],
+                     video_metadata=[clip.metadata()], do_sample_frames=False, return_tensors="pt")
+    expected = full["pixel_values_videos"]
+    assert expected.dtype == torch.float32 and torch.equal(entry["video_grid_thw"], full["video_grid_thw"])
+    got = pixels(entry)
+    assert got.dtype == torch.float32 and got.shape == expected.shape
+    assert torch.equal(got, expected)
+    on_disk = cache.path(make_key(vision_key_parts(sample, {}, processor))).stat().st_size
+    assert on_disk <= 0.3 * expected.numel() * 4  # float32 entries were 4 bytes a value
+    assert torch.equal(pixels(encode_clip(processor, clip)), got)  # a miss and a hit agree
+
+
+def test_key_changes_with_the_storage_format(monkeypatch):
+    import egoadapt.data.cache as c
+
+    parts = {"source": "x", "frames": {"max_pixels": 1}}
+    now = make_key(parts)
+    monkeypatch.setattr(c, "STORAGE", "float32-patches")
+    assert make_key(parts) != now
+    monkeypatch.undo()
+    monkeypatch.setattr(c, "KEY_VERSION", c.KEY_VERSION - 1)
+    assert make_key(parts) != now
+
+
+def test_ram_store_never_exceeds_its_byte_budget(processor, tmp_path):
+    from egoadapt.data.cache import entry_bytes
+    from egoadapt.train.video import VideoInputs
+
+    samples = [frames_sample(noise_frames(tmp_path / f"q{i}", 2 + i % 3, seed=i), str(i)) for i in range(8)]
+    sizes = {s.id: entry_bytes(vision_inputs(s, {}, processor)) for s in samples}
+    budget = int(2.5 * max(sizes.values()))
+    video = VideoInputs(samples, processor, {}, cache=InputCache(tmp_path / "cache"), ram_bytes=budget)
+    for sid in [s.id for s in samples] * 2 + ["0", "0", "7", "1"]:
+        video.vision(sid)
+        held = sum(sizes[k] for k in video._memory)
+        assert video.memory_bytes == held <= budget
+    assert 1 < len(video._memory) < len(samples)
+    small = VideoInputs(samples, processor, {}, ram_bytes=min(sizes.values()) - 1)  # every entry over budget
+    small.vision("0")
+    assert small.memory_bytes == 0 and not small._memory
+
+
+def test_warm_up_splits_the_clips_between_ranks(processor, tmp_path):
+    """Rank r processes clips r::world_size into the disk cache; afterwards every clip is a hit."""
+    from egoadapt.train.video import VideoInputs
+
+    samples = [frames_sample(noise_frames(tmp_path / f"q{i}", 2, seed=i), str(i)) for i in range(5)]
+    done = {}
+    for rank in (1, 0):  # any order: each takes only its share
+        video = VideoInputs(samples, processor, {}, cache=InputCache(tmp_path / "cache"))
+        done[rank] = video.warm(samples, rank=rank, world_size=2, progress=False)
+        assert video.cache.misses == done[rank] and video.cache.hits == 0
+    assert done == {0: 3, 1: 2}
+    reader = VideoInputs(samples, processor, {}, cache=InputCache(tmp_path / "cache"))
+    kept, skipped = reader.usable(samples)
+    assert len(kept) == 5 and not skipped and (reader.cache.hits, reader.cache.misses) == (5, 0)
+    assert VideoInputs(samples, processor, {}).warm(samples, 0, 2) == 0  # no disk cache: nothing to share
