@@ -80,7 +80,7 @@ def load_model(model_cfg: Any, training: bool = True):
         for name, param in model.named_parameters():
             if name.startswith(VISION_PREFIXES):
                 param.requires_grad_(False)
-                frozen += param.numel()
+                frozen += getattr(param, "ds_numel", param.numel())  # ZeRO-3: the full size
         log.info("froze the vision tower (%.1f M parameters)", frozen / 1e6)
     return model
 

@@ -302,9 +302,15 @@ def log_param_share(model, rank: int) -> tuple[int, int]:
     for p in model.parameters():
         total += getattr(p, "ds_numel", p.numel())
         local += p.ds_tensor.numel() if hasattr(p, "ds_tensor") else p.numel()
-    log.info("rank %d holds %d of %d parameter elements after load (%.3f; ZeRO-3 init %s); peak RSS %.0f MiB",
-             rank, local, total, local / max(total, 1), "on" if is_deepspeed_zero3_enabled() else "off",
-             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    try:  # private (anonymous) and file-backed (mapped files: shared page cache) resident memory now
+        status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+        now = {k: int(status[k].split()[0]) / 1024 for k in ("RssAnon", "RssFile")}
+    except (OSError, KeyError, ValueError):
+        now = {"RssAnon": float("nan"), "RssFile": float("nan")}
+    log.info("rank %d holds %d of %d parameter elements after load (%.3f; ZeRO-3 init %s); peak RSS %.0f MiB "
+             "(now %.0f MiB private, %.0f MiB file-backed)", rank, local, total, local / max(total, 1),
+             "on" if is_deepspeed_zero3_enabled() else "off", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+             now["RssAnon"], now["RssFile"])
     return local, total
 
 
@@ -331,10 +337,16 @@ def merge_lora(folder: Path) -> None:
     """Make `final/` a plain checkpoint (loadable by vLLM) by merging the adapter in place."""
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText
+    from transformers.integrations import deepspeed as hf_deepspeed
 
     adapter = json.loads((folder / "adapter_config.json").read_text())
-    base = AutoModelForImageTextToText.from_pretrained(adapter["base_model_name_or_path"])
-    merged = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
+    # rank 0 merges alone: under ZeRO-3 the load must not be partitioned (zero.Init would wait for the other ranks)
+    zero3, hf_deepspeed._hf_deepspeed_config_weak_ref = hf_deepspeed._hf_deepspeed_config_weak_ref, None
+    try:
+        base = AutoModelForImageTextToText.from_pretrained(adapter["base_model_name_or_path"])
+        merged = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = zero3
     (folder / "adapter").mkdir(exist_ok=True)
     for f in ("adapter_config.json", "adapter_model.safetensors"):
         if (folder / f).exists():

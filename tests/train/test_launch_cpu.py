@@ -104,17 +104,21 @@ def test_grpo_deepspeed_zero2(tiny_model_dir, synth_dir, tmp_path):
 
 
 @pytest.mark.integration
-def test_sft_deepspeed_zero3_partitions_at_load(tiny_model_dir, synth_dir, tmp_path):
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_sft_deepspeed_zero3_partitions_at_load(lora, tiny_model_dir, synth_dir, tmp_path):
     """2 CPU ranks under ZeRO-3: TRL's config exists before the model loads, so transformers loads
     it through DeepSpeed's zero.Init and each rank holds half the parameters before training starts;
-    the weights arrive intact (learning rate 0: `final/` equals the checkpoint it started from)."""
+    the weights arrive intact (learning rate 0: `final/` equals the checkpoint it started from; with
+    LoRA, rank 0's merge into `final/` loads the base model whole, without waiting for rank 1)."""
     from safetensors.torch import load_file
 
     out = tmp_path / "zero3"
     proc = launch([ACCELERATE, "launch", "--config_file", "launch/accelerate/cpu_zero3.yaml", "-m", "egoadapt.cli",
                    "train", "recipe=demo/tiny_sft", f"model.path={tiny_model_dir}", f"data.root={synth_dir}",
                    f"out={out}", f"cache_dir={out.parent / 'input_cache'}", "trainer.max_steps=1",
-                   "trainer.per_device_train_batch_size=2", "trainer.learning_rate=0"], out, timeout=900)
+                   "trainer.per_device_train_batch_size=2", "trainer.learning_rate=0",
+                   *(["model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8"] if lora else [])],
+                  out, timeout=900)
     log = proc.stdout + proc.stderr
     share = {int(r): (int(local), int(total), on) for r, local, total, on in re.findall(
         r"rank (\d) holds (\d+) of (\d+) parameter elements after load \(\S+; ZeRO-3 init (\w+)\)", log)}
