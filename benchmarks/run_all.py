@@ -49,6 +49,18 @@ BENCHES = (
           "sampling raw videos with decord vs PyAV at 0.5 and 1 fps",
           f"{common.PY} benchmarks/bench_data.py", f"{common.PY} benchmarks/bench_data.py --reps 3 --videos-per-domain 1",
           240),
+    Bench("cache", "bench_cache", "Input cache: what it stores, at the 7B pixel budget",
+          "bytes per clip and seconds per epoch (read + process into the model's float32 patches) of what the input "
+          "cache could store for 12- and 92-frame 854x480 clips at max_pixels 200704: uint8 patches normalised on "
+          "read (egoadapt's), float32 patches (before), bf16 patches, uint8 frames with the processor run on read",
+          f"{common.PY} benchmarks/bench_cache.py", f"{common.PY} benchmarks/bench_cache.py --clips 2 --no-reference",
+          300),
+    Bench("zero3", "bench_zero3", "ZeRO-3 on 2 CPU ranks: parameters and memory per rank at load",
+          "per rank, once the model has loaded: parameter elements held, private memory and peak RSS over the "
+          "micro model's baseline, in units of the model's float32 size (a 139 M-parameter random-init Qwen2.5-VL), "
+          "TRL's config built before the model (now) vs after it (before issue 10); and each rank's whole-run peak",
+          f"{common.PY} benchmarks/bench_zero3.py", f"{common.PY} benchmarks/bench_zero3.py --hidden 512 --layers 8",
+          600),
     Bench("judge", "bench_judge", "Judge: concurrency and verdict cache",
           "judged samples per second with 8 requests in flight vs 1 (stub server with 50 ms latency; vLLM serving "
           "the tiny model, full run only); re-scoring OpenQA answers with a warm verdict cache vs cold",
