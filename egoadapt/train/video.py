@@ -77,7 +77,7 @@ class VideoInputs:
         for s in tqdm(share, desc=f"input cache ({world_size} rank{'s' * (world_size > 1)})", unit="clip",
                       disable=not progress or rank != 0):
             try:
-                vision_inputs(s, self.frames_cfg, self.processor, self.cache)
+                self.vision(s.id)  # into the disk cache, and this rank's RAM store (within its budget)
             except DataError:
                 continue
         done = self.cache.misses - before
