@@ -87,33 +87,32 @@ class FaultServer:
                 self._socks.append(conn)
             self._spawn(self._serve, conn)
 
+    def _recv(self, conn: socket.socket) -> bytes | None:
+        """The next bytes from the client; b"" while it is quiet, None once it (or we) stopped."""
+        while not self._stop.is_set():
+            try:
+                return conn.recv(65536) or None
+            except TimeoutError:
+                return b""
+            except OSError:
+                return None
+        return None
+
     def _read_request(self, conn: socket.socket) -> bool:
         """Read one request (headers and Content-Length body); False when the client went away."""
         conn.settimeout(0.1)
         data = b""
         while b"\r\n\r\n" not in data:
-            if self._stop.is_set():
-                return False
-            try:
-                chunk = conn.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return False
-            if not chunk:
+            chunk = self._recv(conn)
+            if chunk is None:
                 return False
             data += chunk
         head, body = data.split(b"\r\n\r\n", 1)
         length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
                        if line.lower().startswith(b"content-length:")), 0)
-        while len(body) < length and not self._stop.is_set():
-            try:
-                chunk = conn.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return False
-            if not chunk:
+        while len(body) < length:
+            chunk = self._recv(conn)
+            if chunk is None:
                 return False
             body += chunk
         return True
