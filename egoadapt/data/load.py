@@ -359,7 +359,13 @@ def cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def load_with_report(data_cfg: Any) -> tuple[list[Sample], LoadReport]:
+def load_with_report(data_cfg: Any, media: bool = True) -> tuple[list[Sample], LoadReport]:
+    """Samples and what the load found. `hf://` files and roots come from the Hub
+    (`egoadapt.data.hub`); `media=False` leaves a Hub root's frames and videos unfetched
+    (a split needs only the annotations)."""
+    from egoadapt.data import hub
+
+    data_cfg, hub_root = hub.localize(data_cfg) if hub.uses_hub(data_cfg) else (data_cfg, None)
     fmt = cfg_get(data_cfg, "format", "egocross")
     readers = _readers()
     if fmt not in readers:
@@ -372,9 +378,12 @@ def load_with_report(data_cfg: Any) -> tuple[list[Sample], LoadReport]:
     report = LoadReport()
     samples = readers[fmt](data_cfg, report, on_error)
     samples = _drop_duplicates(samples, report, on_error)
-    if cfg_get(data_cfg, "check_files", False):
-        samples = check_files(samples, report, on_error)
     limit = cfg_get(data_cfg, "limit")
+    check = cfg_get(data_cfg, "check_files", False)
+    if hub_root and media:
+        hub.fetch_media(hub_root, samples if check or not limit else samples[: int(limit)])
+    if check:
+        samples = check_files(samples, report, on_error)
     if limit:
         samples = samples[: int(limit)]
     report.loaded = len(samples)
@@ -384,9 +393,9 @@ def load_with_report(data_cfg: Any) -> tuple[list[Sample], LoadReport]:
     return samples, report
 
 
-def load_samples(data_cfg: Any, report: LoadReport | None = None) -> list[Sample]:
+def load_samples(data_cfg: Any, report: LoadReport | None = None, media: bool = True) -> list[Sample]:
     """Samples of `data_cfg` (keys: format, annotations, answers, root, fps, domains, on_error, ...)."""
-    samples, rep = load_with_report(data_cfg)
+    samples, rep = load_with_report(data_cfg, media)
     if report is not None:
         report.loaded, report.skipped = rep.loaded, rep.skipped
         report.problems.extend(rep.problems)

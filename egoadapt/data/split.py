@@ -282,15 +282,18 @@ def load_split(manifest_path: str | os.PathLike, samples: list[Sample], side: st
 # ---------------------------------------------------------------- CLI
 
 def _inputs(data_cfg: Any, role: str) -> list[dict]:
+    from egoadapt.data.hub import is_hub, local_file
+
     out = []
     for key in ("annotations", "answers"):
         p = cfg_get(data_cfg, key)
+        p = local_file(p, f"{role}.{key}") if is_hub(p) else p
         if p and os.path.isfile(p):
             out.append({"role": f"{role}.{key}", "file": Path(p).name, "sha256": file_sha256(p)})
     return out
 
 
-def build_split(data_cfg: Any, split_cfg: Any, samples: list[Sample] | None = None
+def build_split(data_cfg: Any, split_cfg: Any, samples: list[Sample] | None = None, media: bool = True
                 ) -> tuple[dict[str, Any], list[Sample]]:
     """(manifest, every sample its ids can name) for a split config.
 
@@ -298,9 +301,9 @@ def build_split(data_cfg: Any, split_cfg: Any, samples: list[Sample] | None = No
     (`split.support`) to the samples, so `load_split(path, pool, "train")` finds its ids.
     """
     protocol = cfg_get(split_cfg, "protocol", "paper_70_30")
-    samples = load_samples(data_cfg) if samples is None else samples
+    samples = load_samples(data_cfg, media=media) if samples is None else samples
     support_cfg = cfg_get(split_cfg, "support")
-    support = load_samples(support_cfg) if protocol == "support" and cfg_get(support_cfg, "annotations") else None
+    support = load_samples(support_cfg, media=media) if protocol == "support" and cfg_get(support_cfg, "annotations") else None
     pool = (support or []) + samples
     given = cfg_get(split_cfg, "manifest")
     if given:
@@ -322,7 +325,7 @@ def main(cfg: Any) -> int:
     try:
         if not out:
             raise DataError(Problem("<config>", "", "out", "not set: pass out=FILE for the manifest"))
-        manifest, _ = build_split(cfg.data, cfg.split)
+        manifest, _ = build_split(cfg.data, cfg.split, media=False)  # ids only: Hub frames stay on the Hub
     except DataError as e:
         print(f"egoadapt data split: error: {e}", file=sys.stderr)
         return 2

@@ -129,11 +129,13 @@ def generation_identity(cfg: DictConfig) -> dict[str, Any]:
 
 def data_identity(data: DictConfig) -> dict[str, Any]:
     """The questions and clips behind the sample ids (answers only matter to scoring, which is redone)."""
+    from egoadapt.data.hub import is_hub, local_file
     from egoadapt.data.split import file_sha256
 
-    ann = data.get("annotations")
-    return {"format": data.get("format"), "annotations_sha256": file_sha256(ann) if ann and Path(ann).is_file() else ann,
-            "root": os.path.abspath(data.root) if data.get("root") else None,
+    ann, root = data.get("annotations"), data.get("root")
+    local = local_file(ann) if is_hub(ann) else ann
+    return {"format": data.get("format"), "annotations_sha256": file_sha256(local) if local and Path(local).is_file() else ann,
+            "root": root if is_hub(root) or not root else os.path.abspath(root),
             "fps": _container(data.get("fps")), "domains": _container(data.get("domains"))}
 
 
