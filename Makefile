@@ -14,14 +14,15 @@ export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 
 install: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml launch/cpu/apply_workarounds.py launch/cpu/torchvision_ops_shim.py
-	@command -v ffmpeg >/dev/null || { echo "installing ffmpeg"; (apt-get update -qq && apt-get install -y -qq ffmpeg) >/dev/null || sudo apt-get install -y -qq ffmpeg; }
+$(STAMP): setup.cfg pyproject.toml constraints.txt launch/cpu/apply_workarounds.py launch/cpu/torchvision_ops_shim.py
+	@# egoadapt decodes with decord and PyAV, which bundle FFmpeg: a system ffmpeg is optional
+	@command -v ffmpeg >/dev/null || echo "note: no ffmpeg on PATH; egoadapt does not need it (decord and PyAV bundle FFmpeg), torchcodec does"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 ifeq ($(HAS_GPU),)
 	$(BIN)/pip install -q torch==2.13.0
 endif
-	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
 ifeq ($(HAS_GPU),)
 	$(BIN)/python launch/cpu/apply_workarounds.py
 endif

@@ -163,7 +163,8 @@ def verdicts(compare_json: Path) -> list[str]:
             verdict = f"{label} is worse than {base}"
         else:
             verdict = f"{label} and {base} are not distinguishable"
-        lines.append(f"{verdict} on held-out accuracy: {ci}, paired bootstrap p={d['p_value']:.3f} "
+        mcnemar = "" if d.get("mcnemar_p") is None else f", McNemar p={d['mcnemar_p']:.3f}"
+        lines.append(f"{verdict} on held-out accuracy: {ci}, paired bootstrap p={d['p_value']:.3f}{mcnemar} "
                      f"(n={d['n_paired']})")
     return lines
 

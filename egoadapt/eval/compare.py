@@ -3,7 +3,8 @@
 Evaluations (folders written by `egoadapt eval`: results.json + scores.jsonl) are
 compared cell by cell (the table of `egoadapt.eval.report`) against the first one:
 each run's accuracy with its interval, and for every other run the delta to the first
-with a paired-bootstrap interval and p-value over the questions both answered. Runs
+with a paired-bootstrap interval and p-value over the questions both answered, and
+McNemar's exact test on the questions one run got right and the other wrong. Runs
 evaluated on different split manifests (different hash) are refused unless
 `allow_mismatched_splits=true`: their numbers would not measure the same thing.
 
@@ -40,7 +41,7 @@ from egoadapt.eval.report import (
     select,
 )
 from egoadapt.eval.score import write_atomic
-from egoadapt.eval.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, paired_bootstrap
+from egoadapt.eval.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, mcnemar_exact, paired_bootstrap
 
 log = logging.getLogger(__name__)
 
@@ -122,17 +123,19 @@ def _paired(base: Evaluation, other: Evaluation, key: tuple[str, ...], n_resampl
     a = [float(bool(x["correct"])) for x, _ in pairs]
     b = [float(bool(y["correct"])) for _, y in pairs]
     strata = [x.get("domain") or "(none)" for x, _ in pairs] if stat == "macro" else None
-    return paired_bootstrap(a, b, strata, n_resamples=n_resamples, seed=seed, key=f"{other.label}|{key_str(key)}",
-                            confidence=confidence).to_dict()
+    boot = paired_bootstrap(a, b, strata, n_resamples=n_resamples, seed=seed, key=f"{other.label}|{key_str(key)}",
+                            confidence=confidence)
+    return {**boot.to_dict(), **mcnemar_exact(a, b).to_dict()}
 
 
 def compare(evals: Sequence[Evaluation], *, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
             confidence: float = DEFAULT_CONFIDENCE, same_split: bool = True) -> dict[str, Any]:
     """compare.json: runs, baseline, bootstrap settings and one row per cell of the baseline's
     table: {qa, domain, category, stat, n, runs: {label: {accuracy, ci_low, ci_high, n}},
-    deltas: {label: {delta, delta_ci_low, delta_ci_high, p_value, n_paired}}} (no delta for
-    the baseline; `delta` is on the paired questions, so it equals the difference of the
-    accuracies when both runs answered the same questions)."""
+    deltas: {label: {delta, delta_ci_low, delta_ci_high, p_value, n_paired, mcnemar_gains,
+    mcnemar_losses, mcnemar_p}}} (no delta for the baseline; `delta` is on the paired questions,
+    so it equals the difference of the accuracies when both runs answered the same questions;
+    `p_value` is the bootstrap's, `mcnemar_p` McNemar's exact test on the same pairs)."""
     if not evals:
         raise CompareError("nothing to compare: give evaluation folders (egoadapt compare DIR... out=DIR)")
     base = evals[0]
@@ -153,7 +156,8 @@ def compare(evals: Sequence[Evaluation], *, n_resamples: int = DEFAULT_RESAMPLES
                 d = None if r is None or brow["accuracy"] is None or r["accuracy"] is None else \
                     r["accuracy"] - brow["accuracy"]
                 row["deltas"][e.label] = {"n_paired": 0, "delta": d, "delta_ci_low": None, "delta_ci_high": None,
-                                          "p_value": None}
+                                          "p_value": None, "mcnemar_gains": None, "mcnemar_losses": None,
+                                          "mcnemar_p": None}
         rows.append(row)
     return {
         "runs": [{"label": e.label, "path": str(e.path), "split_hash": e.split_hash,
@@ -164,7 +168,10 @@ def compare(evals: Sequence[Evaluation], *, n_resamples: int = DEFAULT_RESAMPLES
         "same_split": same_split,
         "bootstrap": {"resamples": n_resamples, "seed": seed, "confidence": confidence,
                       "method": "paired percentile bootstrap over questions both runs answered; macro rows "
-                                "resample within domains; two-sided p for delta = 0"},
+                                "resample within domains; two-sided p for delta = 0",
+                      "mcnemar": "McNemar's exact test (two-sided binomial test of gains vs losses among the "
+                                 "questions exactly one run got right; macro rows pool the domains); * marks "
+                                 f"mcnemar_p < {SIGNIFICANCE}"},
         "table": rows,
     }
 
@@ -186,9 +193,10 @@ def _delta(d: Mapping[str, Any] | None) -> str:
         return "-"
     if d.get("p_value") is None:
         return signed_pct(d["delta"])
-    star = " *" if d["p_value"] < SIGNIFICANCE else ""
+    mcnemar = d.get("mcnemar_p")
+    star = " *" if mcnemar is not None and mcnemar < SIGNIFICANCE else ""
     return (f"{signed_pct(d['delta'])} [{signed_pct(d['delta_ci_low'])}, {signed_pct(d['delta_ci_high'])}] "
-            f"p={d['p_value']:.3f}{star}")
+            f"p={d['p_value']:.3f}" + ("" if mcnemar is None else f", McNemar p={mcnemar:.3f}") + star)
 
 
 def compare_markdown(result: Mapping[str, Any]) -> str:
@@ -200,7 +208,8 @@ def compare_markdown(result: Mapping[str, Any]) -> str:
              else "**different splits** (allowed by allow_mismatched_splits=true): deltas are not comparable")
     lines = [f"# Comparison: {' vs '.join(labels)}", "",
              (f"{split}. Accuracy in % [{conf}% bootstrap interval]; Δ: points vs `{base}` on the questions both "
-              f"answered, [{conf}% paired-bootstrap interval], p (two-sided); * p < {SIGNIFICANCE}.")]
+              f"answered, [{conf}% paired-bootstrap interval], p (two-sided, bootstrap); McNemar p: McNemar's "
+              f"exact test on the questions exactly one of the two runs got right; * McNemar p < {SIGNIFICANCE}.")]
     qas = [q for q in ("close", "open") if any(r["qa"] == q for r in table)]
     if len(qas) > 1:
         qas.append(ALL)
@@ -230,7 +239,7 @@ def compare_csv(result: Mapping[str, Any]) -> str:
         fields += [f"{lab}.accuracy", f"{lab}.ci_low", f"{lab}.ci_high", f"{lab}.n"]
         if i:
             fields += [f"{lab}.delta", f"{lab}.delta_ci_low", f"{lab}.delta_ci_high", f"{lab}.p_value",
-                       f"{lab}.n_paired"]
+                       f"{lab}.n_paired", f"{lab}.mcnemar_p", f"{lab}.mcnemar_gains", f"{lab}.mcnemar_losses"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()

@@ -1,4 +1,5 @@
-"""Bootstrap intervals: one accuracy, and the paired difference of two evaluations.
+"""Bootstrap intervals: one accuracy, and the paired difference of two evaluations; McNemar's
+exact test for two classifiers scored on the same items.
 
 Statistics are `micro` (mean over items) or `macro` (mean over strata, e.g. domains, of
 each stratum's mean). Macro statistics resample within each stratum (a stratified
@@ -100,3 +101,30 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], strata: Sequence[st
     extreme = int(np.sum(np.abs(draws - delta) >= abs(delta) - _EPS))
     p = min(1.0, (extreme + 1) / (len(draws) + 1))
     return PairedResult(len(d), delta, lo, hi, p)
+
+
+@dataclass(frozen=True)
+class McNemarResult:
+    gains: int  # items b answered correctly and a did not
+    losses: int  # items a answered correctly and b did not
+    p_value: float | None  # exact two-sided, H0: gains and losses equally likely; None without pairs
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        return {"mcnemar_gains": self.gains, "mcnemar_losses": self.losses, "mcnemar_p": self.p_value}
+
+
+def mcnemar_exact(a: Sequence[float], b: Sequence[float]) -> McNemarResult:
+    """McNemar's exact test on paired correctness (a[i], b[i] truthy when item i is correct):
+    under H0 the discordant items split Binomial(gains + losses, 1/2); two-sided p from
+    scipy's binomtest. Concordant items carry no information; no discordant item gives p = 1."""
+    from scipy.stats import binomtest
+
+    if len(a) != len(b):
+        raise ValueError(f"McNemar's test needs equal lengths, got {len(a)} and {len(b)}")
+    if not len(a):
+        return McNemarResult(0, 0, None)
+    gains = sum(1 for x, y in zip(a, b) if not x and y)
+    losses = sum(1 for x, y in zip(a, b) if x and not y)
+    if gains + losses == 0:
+        return McNemarResult(0, 0, 1.0)
+    return McNemarResult(gains, losses, float(binomtest(gains, gains + losses, 0.5).pvalue))

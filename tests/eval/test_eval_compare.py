@@ -57,6 +57,11 @@ def test_hand_computed_case(runs, tmp_path, capsys):
     assert d1["runs"]["sft"]["accuracy"] == pytest.approx(0.8) and d1["deltas"]["sft"]["delta"] == pytest.approx(0.4)
     assert cell(res, "close", "d2", "all")["deltas"]["sft"]["delta"] == pytest.approx(0.0)
     assert cell(res, "close", "d2", "all")["deltas"]["sft"]["p_value"] == 1.0
+    # McNemar's exact test beside the bootstrap: sft 3 gains / 1 loss, grpo 6 gains / 0 losses
+    assert (sft["mcnemar_gains"], sft["mcnemar_losses"]) == (3, 1)
+    assert sft["mcnemar_p"] == pytest.approx(10 / 16)  # P(X <= 1) + P(X >= 3), X ~ Binomial(4, 1/2)
+    assert grpo["mcnemar_p"] == pytest.approx(2 / 2 ** 6)
+    assert cell(res, "close", "d2", "all")["deltas"]["sft"]["mcnemar_p"] == 1.0  # no question differs
     macro = cell(res, "close", "all", "all", "macro")
     assert macro["runs"]["sft"]["accuracy"] == pytest.approx(0.6)
     assert macro["deltas"]["sft"]["delta"] == pytest.approx((0.4 + 0.0) / 2)
@@ -68,9 +73,11 @@ def test_hand_computed_case(runs, tmp_path, capsys):
     # the files people read
     md = (out / "compare.md").read_text()
     assert "| overall (micro) | 10 | 40.0 [" in md and "+20.0 [-20.0, +60.0] p=0.4" in md
-    assert "+60.0 [+30.0, +90.0] p=0.000 *" in md
+    assert ", McNemar p=0.625 |" in md  # not significant: no star
+    assert "+60.0 [+30.0, +90.0] p=0.000, McNemar p=0.031 *" in md
     header = (out / "compare.csv").read_text().splitlines()[0]
     assert "sft.delta" in header and "grpo.p_value" in header and "base.delta" not in header
+    assert "grpo.mcnemar_p" in header
     for png in ("accuracy_by_domain.png", "accuracy_by_task.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Comparison: base vs sft vs grpo" in capsys.readouterr().out

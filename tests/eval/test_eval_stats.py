@@ -83,3 +83,27 @@ def test_intervals_are_seeded_per_key():
     assert lo <= statistic(values) <= hi
     assert bootstrap_ci([1, 1, 1], n_resamples=50) == (1.0, 1.0)
     assert bootstrap_ci([], n_resamples=50) == (None, None)
+
+
+def test_mcnemar_exact_on_hand_computed_tables():
+    from math import comb
+
+    from egoadapt.eval.stats import mcnemar_exact
+
+    # 2x2 table of (a correct?, b correct?): 5 both right, 2 only a (losses), 10 only b (gains), 3 both wrong
+    a = [1] * 5 + [1] * 2 + [0] * 10 + [0] * 3
+    b = [1] * 5 + [0] * 2 + [1] * 10 + [0] * 3
+    res = mcnemar_exact(a, b)
+    assert (res.gains, res.losses) == (10, 2)
+    # two-sided exact: 2 * P(X <= 2), X ~ Binomial(12, 1/2) = 2 * (1 + 12 + 66) / 4096
+    assert res.p_value == pytest.approx(2 * sum(comb(12, k) for k in range(3)) / 2 ** 12) == pytest.approx(0.03857, abs=1e-5)
+    # symmetric in which run gains; ties carry no information
+    assert mcnemar_exact(b, a).p_value == pytest.approx(res.p_value)
+    assert mcnemar_exact(a + [1] * 50, b + [1] * 50).p_value == pytest.approx(res.p_value)
+    # 3 gains, 1 loss: P(X <= 1) + P(X >= 3) = (1 + 4 + 4 + 1) / 16
+    assert mcnemar_exact([0, 0, 0, 1], [1, 1, 1, 0]).p_value == pytest.approx(10 / 16)
+    assert mcnemar_exact([0] * 6, [1] * 6).p_value == pytest.approx(2 / 64)
+    assert mcnemar_exact([1, 0, 1], [1, 0, 1]).p_value == 1.0  # no discordant item
+    assert mcnemar_exact([], []).p_value is None
+    with pytest.raises(ValueError):
+        mcnemar_exact([1], [1, 0])
