@@ -28,12 +28,15 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
                            "check annotations: counts and every problem (data.annotations=FILE [data.root=DIR])"),
     ("data", "split"): ("egoadapt.data.split:main", "data_split",
                         "write a train/test manifest (split.protocol=paper_70_30|lodo|support out=FILE)"),
+    ("data", "export"): ("egoadapt.data.export:main", "data_export",
+                         "write a split for other trainers (split=FILE format=hf|swift|llamafactory out=DIR)"),
     ("train",): ("egoadapt.train.run:main", RECIPE,
                  "SFT or GRPO from a recipe (recipe=NAME out=DIR key=value ...; -m for sweeps)"),
     ("score",): ("egoadapt.eval.score:main", "score",
                  "score a predictions JSONL (predictions=FILE data.annotations=FILE mode=official|training out=DIR)"),
     ("eval",): ("egoadapt.eval.run:main", "eval",
-                "generate, score and tabulate a checkpoint (checkpoint=PATH data.annotations=FILE backend=hf|vllm out=DIR)"),
+                "generate, score and tabulate a checkpoint (checkpoint=PATH data.annotations=FILE backend=hf|vllm out=DIR)"
+                " or every job of a training sweep (sweep=DIR)"),
     ("compare",): ("egoadapt.eval.compare:main", "compare",
                    "compare evaluations or rank a sweep (DIR... out=DIR [metric=NAME])"),
     ("demo",): ("egoadapt.demo:main", "demo",
@@ -41,6 +44,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
 }
 # Commands whose bare arguments (no `=`) are a list: `compare a b` -> `runs=['a','b']`.
 POSITIONAL: dict[tuple[str, ...], str] = {("compare",): "runs"}
+# Short keys of a command: `data export split=FILE` -> `split.manifest=FILE` (`split` is a config group).
+ALIASES: dict[tuple[str, ...], dict[str, str]] = {("data", "export"): {"split": "split.manifest"}}
 
 
 class UsageError(SystemExit):
@@ -83,6 +88,12 @@ def positional_overrides(words: tuple[str, ...], rest: list[str]) -> list[str]:
     return [a for a in rest if "=" in a or a.startswith("-")] + [f"{key}=[{quoted}]"]
 
 
+def aliased_overrides(words: tuple[str, ...], rest: list[str]) -> list[str]:
+    aliases = ALIASES.get(words, {})
+    return [f"{aliases[a.split('=', 1)[0]]}={a.split('=', 1)[1]}" if a.split("=", 1)[0] in aliases else a
+            for a in rest]
+
+
 def _hydra_quote(s: str) -> str:
     """A Hydra single-quoted string: backslashes are literal except before a quote (or the
     closing quote), where they are doubled; quotes are escaped."""
@@ -90,8 +101,9 @@ def _hydra_quote(s: str) -> str:
     return "'" + s.replace("'", "\\'") + "'"
 
 
-def compose(config_name: str, overrides: list[str], recipe: bool = False) -> DictConfig:
-    """conf/<config_name>.yaml (or recipes/<config_name>.yaml on conf/) with Hydra overrides."""
+def compose(config_name: str, overrides: list[str], recipe: bool = False, hydra_config: bool = False) -> DictConfig:
+    """conf/<config_name>.yaml (or recipes/<config_name>.yaml on conf/) with Hydra overrides
+    (and the `hydra` node when `hydra_config`)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -99,7 +111,7 @@ def compose(config_name: str, overrides: list[str], recipe: bool = False) -> Dic
     config_dir, extra = (RECIPES_DIR, [f"hydra.searchpath=[file://{CONF_DIR}]"]) if recipe else (CONF_DIR, [])
     with initialize_config_dir(config_dir=str(config_dir), version_base=None):
         try:
-            return hydra_compose(config_name=config_name, overrides=extra + overrides)
+            return hydra_compose(config_name=config_name, overrides=extra + overrides, return_hydra_config=hydra_config)
         except HydraException as e:
             raise UsageError(_hydra_error(str(e), "train" if recipe else config_name)) from None
 
@@ -126,6 +138,9 @@ def run_recipe(target: str, rest: list[str]) -> int:
     """Hand over to Hydra's own entry point: run folders, `-m` sweeps and .hydra/ records as
     Hydra users know them. The recipe is the primary config; conf/ holds the groups."""
     import hydra
+    from omegaconf import open_dict
+
+    from egoadapt.train.launch import runs_here
 
     name = next((a.split("=", 1)[1] for a in rest if a.startswith("recipe=")), None)
     if not name:
@@ -156,7 +171,11 @@ def run_recipe(target: str, rest: list[str]) -> int:
     if not INFO_FLAGS & set(flags):  # every config-only check before Hydra writes anything (.hydra/, train.log)
         preflight = load_function(target.split(":")[0] + ":preflight")
         for job in job_overrides(plain, multirun=bool({"-m", "--multirun"} & set(flags))):
-            preflight(compose(name, job, recipe=True))
+            cfg = compose(name, job, recipe=True, hydra_config=True)
+            here = runs_here(cfg.hydra.launcher.get("_target_"))  # a Slurm job checks its node's GPUs itself
+            with open_dict(cfg):
+                del cfg["hydra"]
+            preflight(cfg, here=here)
     sys.argv = ["egoadapt", *flags, f"hydra.searchpath=[file://{CONF_DIR}]", *plain]
     try:
         hydra.main(config_path=str(RECIPES_DIR), config_name=name, version_base="1.3")(task)()
@@ -191,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     words, rest = split_command(argv)
-    rest = positional_overrides(words, rest)
+    rest = aliased_overrides(words, positional_overrides(words, rest))
     target, config_name, help_ = COMMANDS[words]
     if config_name == RECIPE and not ({"-h", "--help"} & set(rest)):
         return run_recipe(target, rest)

@@ -1,9 +1,10 @@
-"""Small filesystem guarantees shared by every command: one writer per folder."""
+"""Small filesystem guarantees shared by every command: one writer per folder, folders published whole."""
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
+import shutil
 from pathlib import Path
 
 
@@ -31,3 +32,14 @@ def exclusive(folder: Path, what: str):
         yield
     finally:
         os.close(fd)
+
+
+def publish_atomically(staging: Path, final: Path) -> None:
+    """Move a fully written folder into place: `final/` is either the old one or the new one, whole."""
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        final.replace(old)
+        staging.replace(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.replace(final)

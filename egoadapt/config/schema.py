@@ -44,6 +44,7 @@ class Frames:  # egoadapt.data.frames
     fps: float | None = rule(gt=0)
     max_frames: int = rule(ge=1)
     max_pixels: int | None = rule(ge=1)
+    resize: str = rule("cap", "qwen_vl_utils")
     odd_frames: str = rule("pad", "drop", "keep")
     span_tolerance_s: float = rule(ge=0)
     threads: int = rule(ge=0)
@@ -107,6 +108,8 @@ class Prompt:  # egoadapt.data.prompts
     openqa: str = MISSING
     time_hint: str = MISSING
     time_hint_types: list[str] = MISSING
+    domain_context: dict[str, str] = MISSING
+    fps_format: str = MISSING
     target_reason: str = rule("detailed", "answer", "none")
 
 
@@ -125,10 +128,12 @@ class Rollout:  # egoadapt.rollout.engines
 
 
 @dataclass
-class Logger:
-    report_to: Any = MISSING  # a TRL report_to: none | wandb | tensorboard | a list
+class Logger:  # egoadapt.tracking
+    report_to: Any = MISSING  # a TRL report_to: none | wandb | tensorboard | trackio | a list
     project: str | None = MISSING
+    entity: str | None = MISSING
     run_name: str | None = MISSING
+    group: str | None = MISSING
     dir: str | None = MISSING
 
 
@@ -183,9 +188,35 @@ class EvalVllm:
 
 
 @dataclass
+class EvalOpenAI:  # egoadapt.eval.openai_backend
+    base_url: str | None = MISSING
+    model: str | None = MISSING
+    api_key_env: str | None = MISSING
+    send: str = rule("images", "video")
+    image_format: str = rule("jpeg", "png")
+    jpeg_quality: int = rule(ge=1, le=100)
+    concurrency: int = rule(ge=1)
+    timeout_s: float = rule(gt=0)
+    connect_timeout_s: float = rule(gt=0)
+    retries: int = rule(ge=0)
+    backoff_s: float = rule(ge=0)
+    backoff_max_s: float = rule(ge=0)
+    breaker_failures: int = rule(ge=0)
+    breaker_cooldown_s: float = rule(gt=0)
+    extra_body: dict[str, Any] = MISSING
+
+
+@dataclass
 class ValidateOptions:
     check_files: bool = MISSING
     decode: bool = MISSING
+
+
+@dataclass
+class Accelerate:  # egoadapt.train.launch
+    config_file: str | None = MISSING
+    num_processes: int | None = rule(ge=1)
+    main_process_port: int | None = rule(ge=1, le=65535)
 
 
 # ------------------------------------------------------------------ primary configs (conf/<name>.yaml)
@@ -211,12 +242,15 @@ class Train:  # recipes/ on conf/train.yaml
     trainer: dict[str, Any] = MISSING  # TRL's SFTConfig / GRPOConfig fields: egoadapt.config.trainer
     rollout: Rollout = group(Rollout)
     logger: Logger = group(Logger)
+    accelerate: Accelerate = group(Accelerate)
 
 
 @dataclass
 class Eval:
     checkpoint: str = MISSING
-    backend: str = rule("hf", "vllm")
+    sweep: str | None = MISSING
+    eval_subdir: str = MISSING
+    backend: str = rule("hf", "vllm", "openai")
     out: str = rule(output="dir")
     qa: str = rule(*QA)
     mode: str = rule(*MODES)
@@ -229,6 +263,7 @@ class Eval:
     generation: Generation = group(Generation)
     split: Split = group(Split)
     vllm: EvalVllm = group(EvalVllm)
+    openai: EvalOpenAI = group(EvalOpenAI)
     bootstrap: Bootstrap = group(Bootstrap)
     submission: Submission = group(Submission)
     cache_dir: str | None = MISSING
@@ -238,6 +273,7 @@ class Eval:
     prompt: Prompt = group(Prompt)
     reward: Reward = group(Reward)
     judge: Judge = group(Judge)
+    logger: Logger = group(Logger)
 
 
 @dataclass
@@ -263,6 +299,19 @@ class DataSplit:
     data: Data = group(Data)
     split: Split = group(Split)
     out: str | None = rule(output="file")
+
+
+@dataclass
+class DataExport:  # egoadapt.data.export
+    format: str = rule("hf", "swift", "llamafactory")
+    out: str = rule(output="dir")
+    qa: str = rule(*QA)
+    media: str = rule("auto", "frames", "mp4")
+    name: str = MISSING
+    data: Data = group(Data)
+    split: Split = group(Split)
+    frames: Frames = group(Frames)
+    prompt: Prompt = group(Prompt)
 
 
 @dataclass
@@ -293,10 +342,12 @@ class Compare:
     labels: list[str] | None = MISSING
     out: str = rule(output="dir")
     allow_mismatched_splits: bool = MISSING
+    allow_mismatched_prompts: bool = MISSING
     metric: str = MISSING
     eval_subdir: str = MISSING
     plots: bool = MISSING
     bootstrap: Bootstrap = group(Bootstrap)
+    logger: Logger = group(Logger)
 
 
 @dataclass
@@ -319,5 +370,6 @@ class Demo:
 # primary config name (conf/<name>.yaml; "train" for recipes) -> schema
 SCHEMAS: dict[str, type] = {
     "train": Train, "eval": Eval, "score": Score, "data_validate": DataValidate, "data_split": DataSplit,
+    "data_export": DataExport,
     "data_synth": DataSynth, "model_tiny": ModelTiny, "compare": Compare, "demo": Demo,
 }

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -76,7 +76,7 @@ def _cache_dir() -> str:
     return constants.HF_HUB_CACHE
 
 
-@lru_cache(maxsize=None)
+@cache
 def _commit(repo_id: str, repo_type: str, revision: str | None) -> str:
     """The commit a revision names, from the Hub or (offline) from the cache's refs/."""
     from huggingface_hub import HfApi, constants
@@ -98,7 +98,7 @@ def commit_of(hp: HubPath, field: str) -> str:
         raise _fail(hp, field, e) from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def local_file(uri: str, field: str = "data.annotations") -> str:
     """The local path of one file of a Hub repo (downloaded into the HF cache when needed)."""
     from huggingface_hub import hf_hub_download

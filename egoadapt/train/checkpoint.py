@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from pathlib import Path
 
 import torch
+
+from egoadapt.files import publish_atomically  # noqa: F401  (callers import it from here)
 
 log = logging.getLogger("egoadapt.train")
 
@@ -136,12 +136,3 @@ class VerifiedResumeMixin:
         return epochs, steps
 
 
-def publish_atomically(staging: Path, final: Path) -> None:
-    """Move a fully written folder into place: `final/` is either the old one or the new one, whole."""
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        final.replace(old)
-        staging.replace(final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        staging.replace(final)
