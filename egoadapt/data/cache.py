@@ -150,6 +150,10 @@ def vision_key_parts(sample: Sample, frames_cfg: Any, processor: Any,
     names = ("max_frames", "max_pixels", "odd_frames")
     if sample.frame_source.kind == "video":
         names += ("backend", "fps", "span_tolerance_s")
+    elif frame_setting(frames_cfg, "fps"):  # a frame list thinned to frames.fps (unset: keys as before)
+        names += ("fps",)
+    if frame_setting(frames_cfg, "resize") != "cap":  # (cap: keys as before)
+        names += ("resize",)
     knobs = {k: frame_setting(frames_cfg, k) for k in names}
     return {"source": sample.frame_source.key(), "files": file_stamps(sample.frame_source), "frames": knobs,
             "processor": processor_identity(processor), "processor_kwargs": dict(processor_kwargs or {})}

@@ -14,10 +14,19 @@ transformers processor would do itself, made explicit here so every consumer (HF
 the cache) sees the same T; the padded frame repeats the last frame index, so timestamps stay
 true. `drop` removes the last frame instead (a 1-frame clip is still padded); `keep` leaves T.
 
+Sampling rate (`frames.fps`, the sampling-rate ablation): a raw video is sampled at any rate up
+to its own frame rate; a frame list, already sampled at F fps, gives F/k fps for a whole k (every
+k-th frame). A rate either cannot give is refused for the run, naming the record and the rates its
+source offers (`RateUnavailable`; never skipped by `frames.on_error`: a run at a mix of rates
+would be mislabelled). Unset, frame lists keep their own rate and videos take the data config's.
+
 Frame caps: `max_frames` lowers the rate uniformly (frame lists: every k-th frame, fps/k;
 videos: fps = max_frames / span), so the reported fps stays exact. `max_pixels` shrinks
 frames at decode time (aspect kept); the processor's own min/max_pixels still decide the
-final size. Frames of one list that differ in size all take the list's most common size.
+final size. `resize: qwen_vl_utils` instead resizes every frame as qwen-vl-utils' `fetch_image`
+does before the processor sees it (sides rounded to multiples of 28, between 4*28*28 pixels and
+`max_pixels`): the official EgoCross scripts' first resize (`protocol=official`). Frames of
+one list that differ in size all take the list's most common size.
 
 Bad inputs: every frame's header is read before anything is decoded, and a frame the
 processor would refuse (aspect ratio over 200:1), a decompression bomb (over PIL's
@@ -44,8 +53,8 @@ from egoadapt.data.schema import FrameSource, Sample
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {"backend": "decord", "fps": None, "max_frames": 128, "max_pixels": 401408, "odd_frames": "pad",
-            "span_tolerance_s": 0.5, "threads": 1, "on_error": "raise"}
+DEFAULTS = {"backend": "decord", "fps": None, "max_frames": 128, "max_pixels": 401408, "resize": "cap",
+            "odd_frames": "pad", "span_tolerance_s": 0.5, "threads": 1, "on_error": "raise"}
 
 
 # Sizes refused from the header, before decoding (see the module docstring)
@@ -55,6 +64,11 @@ MIN_SIDE = 14  # one vision patch: a smaller frame (a 1x1 say) carries nothing b
 
 class FrameError(DataError):
     """A frame or video that cannot be read or processed, or a span it does not have."""
+
+
+class RateUnavailable(FrameError):
+    """`frames.fps` asks a rate a sample's source cannot give: a setting the data cannot honour,
+    not a broken sample, so `on_skip` re-raises it whatever `frames.on_error` says."""
 
 
 @dataclass
@@ -133,15 +147,14 @@ def clip_geometry(source: Sample | FrameSource, frames_cfg: Any = None, record: 
     if isinstance(source, Sample):
         record = record or source.id
         source = source.frame_source
-    max_pixels = frame_setting(frames_cfg, "max_pixels")
     if source.kind == "video":
         path, _, _, read, indices, _, (fps, _) = _open_video(source, frames_cfg, record)
         first = _decode(read, indices[:1], path, record)
         check_size(first.shape[2], first.shape[1], path, record, "video")
-        (w, h), n, file = capped_size(first.shape[2], first.shape[1], max_pixels), len(indices), path
+        (w, h), n, file = decode_size(first.shape[2], first.shape[1], frames_cfg), len(indices), path
     else:
         stride, chosen, sizes = _frame_sizes(source, frames_cfg, record)
-        w, h = capped_size(*Counter(sizes).most_common(1)[0][0], max_pixels)
+        w, h = decode_size(*Counter(sizes).most_common(1)[0][0], frames_cfg)
         n, fps, file = len(chosen), source.fps / stride, source.frames[0]
     mode = frame_setting(frames_cfg, "odd_frames")
     if n % 2 and mode != "keep":  # as fix_odd: pad, or drop (a single frame is still padded)
@@ -159,7 +172,7 @@ def skip_mode(frames_cfg: Any) -> bool:
 def on_skip(e: DataError, frames_cfg: Any) -> Problem:
     """In an `except DataError` around one sample's inputs: re-raise it, or with frames.on_error=skip
     log the sample as skipped and return its problem (file, record, field, reason) for the caller's list."""
-    if not skip_mode(frames_cfg):
+    if not skip_mode(frames_cfg) or isinstance(e, RateUnavailable):
         raise e
     log.warning("skipping sample (frames.on_error=skip): %s", e)
     return e.problems[0]
@@ -207,7 +220,7 @@ def load_frame_list(source: FrameSource, frames_cfg: Any = None, record: str = "
     stride, chosen, sizes = _frame_sizes(source, frames_cfg, record)  # headers first: nothing decoded before all pass
     max_pixels = frame_setting(frames_cfg, "max_pixels")
     # one size for the clip: the most common (the first on a tie), never one odd frame's
-    size = capped_size(*Counter(sizes).most_common(1)[0][0], max_pixels)
+    size = decode_size(*Counter(sizes).most_common(1)[0][0], frames_cfg)
     images = []
     for i in chosen:
         img = read_image(source.frames[i], record, f"video_path[{i}]", max_pixels)
@@ -224,9 +237,27 @@ def _frame_sizes(source: FrameSource, frames_cfg: Any, record: str) -> tuple[int
     paths = list(source.frames)
     if not paths:
         raise _err("<frames>", record, "video_path", "empty frame list", "empty_frames")
-    stride = math.ceil(len(paths) / _even_cap(frames_cfg))
+    step = rate_step(source, frames_cfg, record)
+    stride = step * math.ceil(math.ceil(len(paths) / step) / _even_cap(frames_cfg))
     chosen = list(range(0, len(paths), stride))
     return stride, chosen, [frame_size(paths[i], record, f"video_path[{i}]") for i in chosen]
+
+
+def rate_step(source: FrameSource, frames_cfg: Any, record: str = "") -> int:
+    """k such that every k-th frame of the list gives `frames.fps` (1 when unset); raises
+    RateUnavailable when no whole k does."""
+    want = frame_setting(frames_cfg, "fps")
+    if not want:
+        return 1
+    k = source.fps / float(want)
+    if k < 1 - 1e-6 or abs(k - round(k)) > 1e-6 * k:
+        offers = ", ".join(f"{source.fps / j:.3g}" for j in range(1, 5))
+        raise RateUnavailable(Problem(
+            source.frames[0], record, "frames.fps",
+            f"frames.fps={float(want):g} cannot be taken from this frame list: its frames were sampled at "
+            f"{source.fps:g} fps, so it gives {offers}, ... fps (every k-th frame); pick one of those, or use "
+            "the raw videos (data.format=jsonl) for other rates", "rate_unavailable"))
+    return round(k)
 
 
 def frame_size(path: str, record: str = "", field_: str = "video_path") -> tuple[int, int]:
@@ -267,9 +298,18 @@ def capped_size(w: int, h: int, max_pixels: int | None) -> tuple[int, int]:
     return max(1, int(w * scale)), max(1, int(h * scale))
 
 
-def cap_pixels(img: Image.Image, max_pixels: int | None) -> Image.Image:
-    size = capped_size(*img.size, max_pixels)
-    return img if size == img.size else img.resize(size, Image.BICUBIC)
+def decode_size(w: int, h: int, frames_cfg: Any) -> tuple[int, int]:
+    """(w, h) of a w x h frame after `frames.max_pixels`, by the `frames.resize` rule."""
+    max_pixels = frame_setting(frames_cfg, "max_pixels")
+    rule = frame_setting(frames_cfg, "resize")
+    if rule == "cap":
+        return capped_size(w, h, max_pixels)
+    if rule == "qwen_vl_utils":  # fetch_image: smart_resize(factor 28, min 4*28*28, max max_pixels)
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+        rh, rw = smart_resize(h, w, factor=28, min_pixels=4 * 28 * 28, max_pixels=max_pixels or 16384 * 28 * 28)
+        return rw, rh
+    raise ValueError(f"frames.resize must be cap or qwen_vl_utils, got {rule!r}")
 
 
 # ---------------------------------------------------------------- videos
@@ -303,9 +343,9 @@ def load_video(source: FrameSource, frames_cfg: Any = None, record: str = "") ->
     path, backend, native, read, indices, times, (fps, span) = _open_video(source, frames_cfg, record)
     frames = _decode(read, indices, path, record)
     check_size(frames.shape[2], frames.shape[1], path, record, "video")
-    max_pixels = frame_setting(frames_cfg, "max_pixels")
-    if max_pixels and frames.shape[1] * frames.shape[2] > max_pixels:
-        frames = np.stack([np.asarray(cap_pixels(Image.fromarray(f), max_pixels)) for f in frames])
+    size = decode_size(frames.shape[2], frames.shape[1], frames_cfg)
+    if size != (frames.shape[2], frames.shape[1]):
+        frames = np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BICUBIC)) for f in frames])
     clip = Clip(np.ascontiguousarray(frames, dtype=np.uint8), fps, times, indices, span, backend=backend,
                 source_fps=native)
     return fix_odd(clip, frame_setting(frames_cfg, "odd_frames"))
@@ -330,6 +370,10 @@ def _open_video(source: FrameSource, frames_cfg: Any, record: str):
         raise _err(path, record, "video", f"unreadable video ({_first_line(e)})", "bad_video") from None
     if not native or native <= 0 or n <= 0:
         raise _err(path, record, "video", f"no decodable frames (fps={native}, frames={n})", "bad_video")
+    if fps > native * 1.001:  # every frame of the file would not be enough: frames would repeat
+        where = "frames.fps" if frame_setting(frames_cfg, "fps") else "fps"
+        raise RateUnavailable(Problem(path, record, where, f"sampling at {fps:g} fps is above the video's own "
+                                      f"{native:g} fps: it gives at most {native:g} fps", "rate_unavailable"))
     try:
         times, fps, span = plan(source.start, source.end, n / native, fps, _even_cap(frames_cfg),
                                 float(frame_setting(frames_cfg, "span_tolerance_s")))

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from egoadapt.data.load import DataError, Problem, cfg_get
-from egoadapt.data.schema import Sample
+from egoadapt.data.schema import Sample, answer_as_text, has_answer_text
 
 QA = Literal["closeqa", "openqa"]
-PLACEHOLDER = re.compile(r"\{(question|options|fps_line|time_hint|original_fps|sampling_fps)\}")
+PLACEHOLDER = re.compile(r"\{(question|options|fps_line|time_hint|original_fps|sampling_fps|domain_context)\}")
 DEFAULT_PROMPT = Path(__file__).resolve().parents[2] / "conf" / "prompt" / "default.yaml"
 
 
@@ -27,10 +27,6 @@ def default_prompt_cfg() -> Any:
     return OmegaConf.load(DEFAULT_PROMPT)
 
 
-def _num(x: float) -> str:
-    return f"{x:g}"
-
-
 def _fill(template: str, values: dict[str, str]) -> str:
     lines = []
     for line in template.splitlines():
@@ -38,7 +34,8 @@ def _fill(template: str, values: dict[str, str]) -> str:
         if not filled.strip() and PLACEHOLDER.fullmatch(line.strip()):
             continue  # a placeholder line that came out empty
         lines.append(filled)
-    return "\n".join(lines).strip()
+    text = "\n".join(lines).strip()
+    return text + "\n" if template.endswith("\n") else text  # the official prompts end with a line break
 
 
 def asks_for_time(sample: Sample, prompt_cfg: Any) -> bool:
@@ -53,9 +50,12 @@ def prompt_text(sample: Sample, qa: QA, prompt_cfg: Any = None, sampling_fps: fl
     if qa == "closeqa" and not sample.options:
         raise DataError(Problem(sample.meta.get("file", ""), sample.id, "options", "CloseQA needs options"))
     fps = sampling_fps if sampling_fps is not None else sample.frame_source.fps
+    spec = str(cfg_get(cfg, "fps_format", "g"))
     values = {"question": sample.question, "options": "\n".join(sample.lettered_options),
-              "sampling_fps": _num(fps), "original_fps": _num(sample.original_fps) if sample.original_fps else "",
-              "time_hint": cfg_get(cfg, "time_hint", "") if asks_for_time(sample, cfg) else ""}
+              "sampling_fps": format(float(fps), spec),
+              "original_fps": format(float(sample.original_fps), spec) if sample.original_fps else "",
+              "time_hint": cfg_get(cfg, "time_hint", "") if asks_for_time(sample, cfg) else "",
+              "domain_context": str((cfg_get(cfg, "domain_context") or {}).get(sample.domain) or "")}
     fps_tpl = cfg_get(cfg, "fps_line" if sample.original_fps else "fps_line_no_original", "")
     values["fps_line"] = PLACEHOLDER.sub(lambda m: values.get(m.group(1), ""), fps_tpl)
     return _fill(cfg_get(cfg, qa), values)
@@ -78,6 +78,24 @@ def build_messages(sample: Sample, qa: QA, prompt_cfg: Any = None, sampling_fps:
     return messages
 
 
+def asked_text(messages: list[dict]) -> dict[str, str]:
+    """The text a question was asked with, from its chat messages: {"prompt": the user message's
+    text, "system": the system message's (only when there is one)}. predictions.jsonl records it:
+    the same for every backend (the chat template around it is the checkpoint's own)."""
+    out = {}
+    for m in messages:
+        text = "".join(b.get("text", "") for b in m["content"]) if isinstance(m["content"], list) else m["content"]
+        out["prompt" if m["role"] == "user" else m["role"]] = text
+    return out
+
+
+def unknown_context_domains(prompt_cfg: Any, domains: set[str]) -> list[str]:
+    """Domains given a context line (prompt.domain_context) that no sample has: a misspelt name
+    would otherwise leave every prompt plain without a word."""
+    contexts = cfg_get(prompt_cfg, "domain_context") or {}
+    return sorted(d for d, text in contexts.items() if text and d not in domains)
+
+
 # what to do about a question without its answer (SFT targets, GRPO rewards)
 LOAD_ANSWERS = "load answers (data.answers=FILE, or the answers file egocross_testbed_answers.json as data.annotations)"
 
@@ -91,13 +109,13 @@ def target_text(sample: Sample, qa: QA, prompt_cfg: Any = None) -> str:
                                     f"no answer letter: {LOAD_ANSWERS}"))
         prediction = sample.answer_letter
     else:
-        if not sample.answer_text:
+        if not has_answer_text(sample.answer_text):
             raise DataError(Problem(sample.meta.get("file", ""), sample.id, "answer_text",
                                     f"no answer text: {LOAD_ANSWERS}"))
-        prediction = sample.answer_text
+        prediction = answer_as_text(sample.answer_text)  # the contract's prediction is text, a count too
     mode = cfg_get(cfg, "target_reason", "detailed")
-    reason = {"detailed": sample.detailed_answer or sample.answer_text or "",
-              "answer": sample.answer_text or "", "none": ""}.get(mode)
+    answer = answer_as_text(sample.answer_text) or ""
+    reason = {"detailed": sample.detailed_answer or answer, "answer": answer, "none": ""}.get(mode)
     if reason is None:
         raise ValueError(f"prompt.target_reason must be detailed, answer or none, got {mode!r}")
     return json.dumps({"prediction": prediction, "reason": reason}, ensure_ascii=False)

@@ -1,0 +1,172 @@
+"""`protocol=official` feeds the model what the official EgoCross scripts feed it, on the 957
+real test-bed records: the prompt text (and the chat-templated text), the number of frames
+and the processor's video grid, each against the official recipe computed here from its rules
+(MyUniverse0726/EgoCross @ 3d886f3, eval_os_closedset.py and eval_gpt_openset.py):
+
+- CloseQA / OpenQA prompt: the scripts' string concatenation, with `original_video_fps` and the
+  sampling fps (1.0 for CholecTrack20 `.png` frames, else 0.5) written by Python's str();
+- frames: every frame of the list, padded with the last one to an even count (qwen-vl-utils);
+- grid: each frame resized by qwen-vl-utils' smart_resize (factor 28, 4*28*28 .. 480*360
+  pixels), then by the processor's (256*28*28 .. 1280*28*28); grid = (T/2, H/14, W/14).
+
+Real frames are gated, so frames of the source datasets' video sizes are fabricated (the release
+does not state them: these sizes are assumptions, chosen to take both resize branches).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from egoadapt.cli import compose
+from egoadapt.data.frames import clip_geometry
+from egoadapt.data.load import load_samples
+from egoadapt.data.prompts import build_messages
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "egocross" / "egocross_testbed_imgs.json"
+SIZES = {"CholecTrack20": (854, 480), "EgoSurgery": (1920, 1080), "ENIGMA": (1280, 720),
+         "ExtrameSportFPV": (1920, 1080), "EgoPet": (480, 360)}  # (w, h), assumed
+
+
+# ------------------------------------------------------------------ the official recipe, from its rules
+
+def official_fps(record: dict) -> float:
+    png = os.path.splitext(record["video_path"][0])[1].lower() == ".png"
+    return 1.0 if record["dataset"] == "CholecTrack20" and png else 0.5
+
+
+def official_closeqa(r: dict) -> str:
+    options = "\n\nOptions:\n" + "\n".join(r["options"])
+    return ("Please carefully read the question and its options, then select the most appropriate answer. "
+            f"Question: {r['question_text']}{options}"
+            f"The original FPS of the video is {r['original_video_fps']}. This image set is obtained by sampling "
+            f"at {official_fps(r)} fps."
+            "Respond in JSON format with two fields: 'prediction' (the correct option letter: A, B, C, or D) and "
+            "'reason' (a brief explanation of your choice). Do not include any other content.\n\n"
+            "Example response:\n{\n    \"prediction\": \"B\",\n    \"reason\": \"Paris is the capital city of "
+            "France.\"\n}\n")
+
+
+def official_openqa(r: dict) -> str:
+    return ("Please carefully read the question and the provided context, then provide a clear and concise answer "
+            f"based on your understanding. Question: {r['question_text']}\n"
+            f"The original FPS of the video is {r['original_video_fps']}. This image set is obtained by sampling "
+            f"at {official_fps(r)} fps."
+            "Your answer should be reasoned and directly address the question. Respond in JSON format with two "
+            "fields: 'prediction' (your answer as text) and 'reason' (a brief explanation of your reasoning). "
+            "Do not include any other content.\n\nExample response:\n{\n    \"prediction\": \"The time duration "
+            "of the video is 10 seconds.\",\n    \"reason\": \"The total number of frames is 240 and the frame rate "
+            "is 24 FPS, so 240 / 24 = 10 seconds.\"\n}\n")
+
+
+def chat(text: str) -> str:
+    """Qwen2.5-VL's chat template on [video, text] with no system message (it adds its default)."""
+    return ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+            f"<|vision_start|><|video_pad|><|vision_end|>{text}<|im_end|>\n<|im_start|>assistant\n")
+
+
+def smart_resize(h: int, w: int, min_pixels: int, max_pixels: int, factor: int = 28) -> tuple[int, int]:
+    h_bar, w_bar = max(factor, round(h / factor) * factor), max(factor, round(w / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(h * w / max_pixels)
+        h_bar, w_bar = max(factor, math.floor(h / beta / factor) * factor), max(factor, math.floor(w / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (h * w))
+        h_bar, w_bar = math.ceil(h * beta / factor) * factor, math.ceil(w * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def official_frames(r: dict) -> int:
+    return len(r["video_path"]) + len(r["video_path"]) % 2
+
+
+def official_grid(r: dict) -> tuple[int, int, int]:
+    w, h = SIZES[r["dataset"]]
+    h, w = smart_resize(h, w, 4 * 28 * 28, 480 * 360)  # qwen-vl-utils fetch_image, max_pixels=480*360
+    h, w = smart_resize(h, w, 256 * 28 * 28, 1280 * 28 * 28)  # the processor: --min_pixels, --max_model_pixels
+    return official_frames(r) // 2, h // 14, w // 14
+
+
+# ------------------------------------------------------------------ egoadapt's side
+
+@pytest.fixture(scope="module")
+def records():
+    return json.loads(FIXTURE.read_text())
+
+
+@pytest.fixture(scope="module")
+def testbed(records, tmp_path_factory):
+    """The test bed's frame files under a data root: one image per (size, format), hard-linked."""
+    root = tmp_path_factory.mktemp("egocross")
+    made: dict[tuple, Path] = {}
+    for r in records:
+        for path in r["video_path"]:
+            ext = os.path.splitext(path)[1].lower()
+            key = (SIZES[r["dataset"]], ext)
+            if key not in made:
+                made[key] = root / f"frame_{key[0][0]}x{key[0][1]}{ext}"
+                Image.new("RGB", key[0], (90, 120, 60)).save(made[key])
+            dest = root / path.lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.link(made[key], dest)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cfg(tiny_model_dir, testbed, tmp_path_factory):
+    return compose("eval", ["protocol=official", f"checkpoint={tiny_model_dir}", f"data.annotations={FIXTURE}",
+                            f"data.root={testbed}", f"out={tmp_path_factory.mktemp('out')}", "cache_dir=null"])
+
+
+def test_the_preset(cfg):
+    assert cfg.prompt.name == "official" and cfg.frames.resize == "qwen_vl_utils"
+    assert (cfg.frames.max_pixels, cfg.model.min_pixels, cfg.model.max_pixels) == (480 * 360, 256 * 784, 1280 * 784)
+    assert cfg.generation.max_new_tokens == 2048 and cfg.generation.temperature == 0  # greedy
+
+
+def test_prompts_and_frame_counts_on_the_957_records(cfg, records):
+    samples = {s.id: s for s in load_samples(cfg.data)}
+    assert len(samples) == len(records) == 957
+    for r in records:
+        sample = samples[str(r["id"])]
+        geometry = clip_geometry(sample, cfg.frames)
+        assert geometry.num_frames == official_frames(r), r["id"]
+        for qa, official in (("closeqa", official_closeqa), ("openqa", official_openqa)):
+            messages = build_messages(sample, qa, cfg.prompt, sampling_fps=geometry.fps)
+            assert messages[0]["role"] == "user" and messages[0]["content"][0] == {"type": "video"}
+            assert messages[0]["content"][1]["text"] == official(r), (r["id"], qa)
+
+
+def test_video_grid_and_chat_text_through_the_eval_path(cfg, records):
+    """The processor's grid on the clip egoadapt's eval loads equals the official grid, and the
+    chat-templated text the official one: for the shortest, the longest and an odd-length clip of
+    each source (size and format). With the frame counts above (all 957), this covers every record:
+    the grid is (T/2, H/14, W/14) with H, W fixed per size."""
+    from egoadapt.models.loading import load_processor
+    from egoadapt.train.video import VideoInputs
+
+    processor = load_processor(cfg.model)
+    video = VideoInputs(load_samples(cfg.data), processor, cfg.frames, cfg.prompt)
+    by_source: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        by_source[(r["dataset"], os.path.splitext(r["video_path"][0])[1])].append(r)
+    chosen = []
+    for members in by_source.values():
+        members = sorted(members, key=lambda r: len(r["video_path"]))
+        chosen += [members[0], members[-1], next(r for r in members if len(r["video_path"]) % 2)]
+    grids = set()
+    for r in chosen:
+        vision = video.vision(str(r["id"]))
+        grid = tuple(int(x) for x in vision["video_grid_thw"].reshape(-1))
+        assert grid == official_grid(r), (r["id"], grid, official_grid(r))
+        assert float(vision["fps"]) == official_fps(r)
+        grids.add(grid[1:])
+        for qa, official in (("closeqa", official_closeqa), ("openqa", official_openqa)):
+            assert video.prompt_text(video.messages(str(r["id"]), qa)) == chat(official(r))
+    assert {len(r["video_path"]) for r in chosen} >= {1, 91}  # a padded single frame, the longest clip
+    assert len(grids) == 2  # 16:9 frames shrunk to the cap; 4:3 ones under it, rounded, then grown to min_pixels
