@@ -14,7 +14,11 @@ any model loads; `generate_predictions` catches what only decoding shows, batch 
 
 Backends wrap the rollout engines in `egoadapt.rollout.engines`, so evaluation sees the
 same frames, prompts and token handling as training: `hf` (transformers generate on a
-plain model) and `vllm` (a colocated in-process vLLM engine on the checkpoint).
+plain model) and `vllm` (a colocated in-process vLLM engine on the checkpoint); `openai`
+(`egoadapt.eval.openai_backend`) asks a model behind an OpenAI-compatible chat endpoint.
+
+A remote backend gives `Failed` for an item whose request failed after its retries: it is
+not written (a rerun asks again), and is counted and listed (`GenerationStats.failed`).
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +37,20 @@ from egoadapt.data.schema import Sample
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("hf", "vllm")
+BACKENDS = ("hf", "vllm", "openai")
 QA_MODES = {"close": ("close",), "open": ("open",), "both": ("close", "open")}
 
 
 class EvalError(ValueError):
     """A problem with an evaluation's inputs or folder, in words a user can act on."""
+
+
+@dataclass(frozen=True)
+class Failed:
+    """An item a remote backend got no answer for: left out of predictions.jsonl, so that
+    rerunning the command asks it again."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -60,7 +72,9 @@ def eval_items(samples: Sequence[Sample], qa: str = "both") -> list[Item]:
 # --------------------------------------------------------------------------- predictions file
 
 class PredictionsLog:
-    """predictions.jsonl: `{"id", "qa", "output", ...timing}` per line, appended per batch."""
+    """predictions.jsonl: `{"id", "qa", "output", "prompt", ...timing}` per line, appended per batch.
+    `prompt` is the exact text the question was asked with (`egoadapt.data.prompts.asked_text`:
+    the user message's text; `system` too when one is configured)."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -118,7 +132,9 @@ class Backend:
         self.engine = engine
         self.model = model  # the HF engine generates with it; vLLM holds its own
 
-    def generate(self, items: Sequence[Item]) -> list[tuple[str, int]]:
+    def generate(self, items: Sequence[Item]) -> list[tuple[str, int, dict[str, str]]]:
+        """(output text, completion tokens, {"prompt": the text asked, ...}) per item."""
+        from egoadapt.data.prompts import asked_text
         from egoadapt.train.datasets import prompt_qa
 
         ids = [it.id for it in items]
@@ -126,7 +142,7 @@ class Backend:
         prompt_ids = self.prompt_ids(messages, ids)
         completions, _ = self.engine.generate(messages, ids, prompt_ids, self.model)
         decode = self.video.tokenizer.decode
-        return [(decode(c, skip_special_tokens=True), len(c)) for c in completions]
+        return [(decode(c, skip_special_tokens=True), len(c), asked_text(m)) for c, m in zip(completions, messages)]
 
     def prompt_ids(self, messages: list, ids: list[str]) -> list[list[int]]:
         return [self.video.prompt_ids(m, i) for m, i in zip(messages, ids)]
@@ -211,9 +227,11 @@ class GenerationStats:
     seconds: float  # generation wall time of this call
     batches: int
     skipped: int = 0  # written as skipped by this call (frames.on_error=skip)
+    failed: list[dict[str, str]] = field(default_factory=list)  # {id, qa, reason}: requests that failed (not written)
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
+        d["failed"] = len(self.failed)
         d["items_per_second"] = self.generated / self.seconds if self.seconds > 0 else None
         return d
 
@@ -264,7 +282,7 @@ def skip_unusable(items: Sequence[Item], samples: Mapping[str, Sample], frames_c
     return sum(it.id in bad for it in todo)
 
 
-def _generate(backend: Backend, batch: list[Item], frames_cfg: Any) -> list[tuple[str, int] | Problem]:
+def _generate(backend: Backend, batch: list[Item], frames_cfg: Any) -> list[tuple | Problem | Failed]:
     """Outputs of a batch. When an item's input fails (a DataError) under frames.on_error=skip, the
     batch is retried item by item and each failing item gives its Problem instead of an output."""
     try:
@@ -301,10 +319,13 @@ def generate_predictions(items: Sequence[Item], backend: Backend | Any, log_: Pr
             log_.append(skipped_record(it, out) if isinstance(out, Problem) else
                         {"id": it.id, "qa": it.qa, "output": out[0], "completion_tokens": out[1],
                          "seconds": round(dt / len(batch), 4), "batch_seconds": round(dt, 4), "batch_size": len(batch),
-                         "backend": backend.name}
-                        for it, out in zip(batch, outputs))
+                         "backend": backend.name, **(out[2] if len(out) > 2 else {})}  # a backend's own fields
+                        for it, out in zip(batch, outputs) if not isinstance(out, Failed))
             skipped = sum(isinstance(out, Problem) for out in outputs)
-            stats.generated += len(batch) - skipped
+            failed = [{"id": it.id, "qa": it.qa, "reason": out.reason} for it, out in zip(batch, outputs)
+                      if isinstance(out, Failed)]
+            stats.failed += failed
+            stats.generated += len(batch) - skipped - len(failed)
             stats.skipped += skipped
             stats.seconds += dt
             stats.batches += 1

@@ -23,7 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from egoadapt.data.schema import Sample
+from egoadapt.data.schema import Sample, has_answer_text
 from egoadapt.eval.generate import (
     BACKENDS,
     EvalError,
@@ -34,11 +34,13 @@ from egoadapt.eval.generate import (
     scored_skip,
     skip_unusable,
 )
+from egoadapt.eval.openai_backend import OpenAIBackend, openai_identity
 from egoadapt.eval.score import write_atomic
 
 log = logging.getLogger("egoadapt.eval")
 
 MODES = ("official", "training")
+EXIT_INCOMPLETE = 4  # results written, but some questions have no prediction (failed requests): rerun
 
 
 def _container(node: Any) -> Any:
@@ -54,6 +56,12 @@ def preflight(cfg: DictConfig) -> None:
         check(cfg, "eval")
     except ConfigError as e:
         raise EvalError(str(e)) from None
+    if cfg.get("backend") == "openai":
+        from egoadapt.eval.openai_backend import check_openai_config
+
+        check_openai_config(cfg.get("openai"))
+        if OmegaConf.is_missing(cfg, "checkpoint"):  # the served model is what is evaluated: it names the run
+            cfg.checkpoint = cfg.openai.model
     for key, hint in (("checkpoint", "checkpoint=PATH (a save_pretrained folder or a hub id)"),
                       ("out", "out=DIR (the evaluation folder)")):
         if OmegaConf.is_missing(cfg, key) or not cfg.get(key):
@@ -75,7 +83,8 @@ def preflight(cfg: DictConfig) -> None:
     if cfg.split.get("side", "test") not in ("test", "train"):
         raise EvalError(f"split.side={cfg.split.side!r}: choose test or train")
     try:
-        check_model_path(str(cfg.checkpoint))
+        if cfg.backend != "openai":  # nothing is loaded here: the endpoint serves the model
+            check_model_path(str(cfg.checkpoint))
     except ModelConfigError as e:
         raise EvalError(f"checkpoint={cfg.checkpoint}: {e}") from None
     if cfg.qa in ("open", "both"):  # only OpenQA asks the judge
@@ -93,6 +102,7 @@ def eval_samples(cfg: DictConfig) -> tuple[list[Sample], dict[str, Any]]:
     from egoadapt.data.split import file_sha256, load_split
 
     samples = load_samples(cfg.data)
+    check_domain_context(cfg.prompt, samples)
     manifest = cfg.split.get("manifest")
     if manifest:
         side = cfg.split.get("side", "test")
@@ -112,10 +122,34 @@ def eval_samples(cfg: DictConfig) -> tuple[list[Sample], dict[str, Any]]:
     return chosen, split
 
 
+def check_domain_context(prompt_cfg: Any, samples: list[Sample]) -> None:
+    from egoadapt.data.prompts import unknown_context_domains
+
+    domains = {s.domain for s in samples}
+    unknown = unknown_context_domains(prompt_cfg, domains)
+    if unknown:
+        raise EvalError(f"prompt.domain_context.{unknown[0]}: no question of the data is of domain {unknown[0]!r} "
+                        f"(its domains: {', '.join(sorted(domains))}); the context line would never be asked")
+
+
+def prompt_identity(prompt_cfg: Any) -> dict[str, Any]:
+    """What decides every prompt's wording, for results.json and `egoadapt compare`: the prompt
+    config's name, its domain context lines, and a hash of all its wording (name, empty context
+    lines and the SFT-only target_reason aside)."""
+    import hashlib
+
+    wording = {k: v for k, v in _container(prompt_cfg).items() if k not in ("name", "target_reason")}
+    wording["domain_context"] = {d: t for d, t in (wording.get("domain_context") or {}).items() if t}
+    digest = hashlib.sha256(json.dumps(wording, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    return {"name": prompt_cfg.get("name"), "domain_context": wording["domain_context"], "sha256": digest}
+
+
 def generation_identity(cfg: DictConfig) -> dict[str, Any]:
     """What decides the predictions: resuming is only allowed when this is unchanged."""
     ckpt = str(cfg.checkpoint)
+    remote = {"openai": openai_identity(cfg.openai)} if cfg.backend == "openai" else {}
     return {
+        **remote,
         "checkpoint": os.path.abspath(ckpt) if Path(ckpt).exists() else ckpt,
         "weights": weights_stamp(ckpt),
         "data": data_identity(cfg.data),
@@ -172,6 +206,8 @@ def make_backend(cfg: DictConfig, samples: list[Sample]):
     from egoadapt.rollout.context import eval_context
     from egoadapt.train.video import VideoInputs
 
+    if cfg.backend == "openai":  # no local model, processor or token counts: the endpoint has them
+        return OpenAIBackend.from_config(cfg, samples)
     processor = load_processor(cfg.model)
     context = eval_context(cfg, samples, processor)  # a prompt the model cannot hold fails here, naming the clip
     cache = InputCache(cfg.get("cache_dir"), enabled=bool(cfg.get("cache_dir")))
@@ -182,7 +218,7 @@ def make_backend(cfg: DictConfig, samples: list[Sample]):
 
 
 def has_reference(sample: Sample, qa: str) -> bool:
-    return bool(sample.options and sample.answer_letter) if qa == "close" else bool(sample.answer_text)
+    return bool(sample.options and sample.answer_letter) if qa == "close" else has_answer_text(sample.answer_text)
 
 
 def score(cfg: DictConfig, items: list[Item], records: dict[Item, dict], by_id: dict[str, Sample]
@@ -215,6 +251,10 @@ def run_config(cfg: DictConfig) -> dict[str, Any]:
         "qa": cfg.qa, "batch_size": int(cfg.batch_size), "limit": cfg.get("limit"),
         "generation": _container(cfg.generation),
         "data": {k: cfg.data.get(k) for k in ("format", "annotations", "answers", "root")},
+        "prompt": prompt_identity(cfg.prompt),  # compare refuses runs asked with different wording
+        # the sampling rate: frames.fps, else the data's own (per dataset / record); compare labels runs by it
+        "sampling": {"frames.fps": cfg.frames.get("fps"), "data.fps": _container(cfg.data.get("fps"))},
+        **({"openai": {k: cfg.openai.get(k) for k in ("base_url", "model", "send")}} if cfg.backend == "openai" else {}),
     }
 
 
@@ -273,11 +313,14 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
                for it in items if it in records and records[it].get("skipped")]
     if skipped:
         counts["skipped"] = len(skipped)
+    if stats.failed:  # backend=openai: requests that failed; their questions have no prediction yet
+        counts["failed"] = len(stats.failed)
     b = cfg.bootstrap
     results = report.build_results(rows, config=run_config(cfg), split=split, counts=counts, judge=judge,
                                    timing=timing, n_resamples=int(b.resamples), seed=int(b.seed),
                                    confidence=float(b.confidence))
     results["skipped"] = skipped  # frames.on_error=skip: items whose input could not be used, with the reason
+    results["failed"] = stats.failed  # requests that failed in this run (not written: the next run asks again)
     if cfg.submission.get("template"):
         results["submission"] = write_submission(cfg, items, records, by_id)
     report.write_results(out, results, rows)
@@ -304,6 +347,10 @@ def main(cfg: DictConfig) -> int:
     from egoadapt.files import FolderBusyError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if cfg.get("sweep"):  # every job of a training sweep
+        from egoadapt.eval.sweep import main as sweep_main
+
+        return sweep_main(cfg)
     try:
         results = evaluate(cfg)
     except (EvalError, DataError, ScoreInputError, SubmissionError, FolderBusyError, OmegaConfBaseException) as e:
@@ -320,6 +367,16 @@ def main(cfg: DictConfig) -> int:
         print(f"submission: {s['path']} ({s['answered']}/{s['rows']} answered, {s['no_prediction']} without a "
               f"prediction, {s['invalid']} without a valid letter)")
     print(f"wrote {Path(cfg.out) / 'results.json'}, results.csv, results.md")
+    from egoadapt.tracking import log_results
+
+    log_results(cfg, Path(cfg.out), job_type="eval", tables={"results": Path(cfg.out) / "results.csv"},
+                summary=results["summary"], checkpoint=str(cfg.checkpoint))
+    if results.get("failed"):
+        f = results["failed"]
+        print(f"egoadapt eval: {len(f)} requests failed, so {c['predictions']} of {c['items']} questions have a "
+              f"prediction; the accuracy leaves the others out. Run the same command again to ask them again "
+              f"(listed in results.json; first: {f[0]['id']} ({f[0]['qa']}): {f[0]['reason'][:300]})", file=sys.stderr)
+        return EXIT_INCOMPLETE
     if results["judge"].get("unmeasured"):
         from egoadapt.eval.score import EXIT_JUDGE_FAILED, judge_failure_message
 
