@@ -4,7 +4,7 @@ answers file joined by `id` (question_id, correct_option_letter, answer_text, de
 Two files of the release work as `data.annotations`:
 - `egocross_testbed_imgs.json`: the questions only (what challenge entrants got);
 - `egocross_testbed_answers.json`: the same 957 records, each also carrying `question_id`,
-  `correct_option_letter`, `answer_text` (a string, or a number for some counts) and
+  `correct_option_letter`, `answer_text` (a string, or a number for some counts, kept a number) and
   `detailed_answer`. The official scripts read it alone; so can egoadapt. A file whose records
   carry answers must carry them for every record: one without `correct_option_letter` fails,
   naming file, record and field.
@@ -17,7 +17,6 @@ file: it gives every question its `question_id`, hence its source video, without
 """
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
@@ -28,6 +27,7 @@ from egoadapt.data.load import (
     RecordCheck,
     accept,
     answer_letter,
+    answer_text_value,
     cfg_get,
     domain_of,
     group_from_path,
@@ -117,7 +117,7 @@ def _record(chk: RecordCheck, index: int, ans: dict | None, answers_path: Any, r
             raw_letter = src.raw.get("answer")  # the submission template's (empty) answer
         values = {"question_id": qid,
                   "correct_option_letter": answer_letter(src, raw_letter, options, "correct_option_letter"),
-                  "answer_text": _answer_text(src),
+                  "answer_text": answer_text_value(src),
                   "detailed_answer": src.get("detailed_answer", str, required=False)}
         for key, value in values.items():
             if value is None or value == "":
@@ -138,7 +138,8 @@ def _record(chk: RecordCheck, index: int, ans: dict | None, answers_path: Any, r
                  f"{inline['records']} records of this file have one (an incomplete answers file?)", "missing_field")
     if letter and text is None and options:
         text = options[LETTERS.index(letter)]
-    if chk.ok and letter and text and options and text.strip().lower() != options[LETTERS.index(letter)].lower():
+    if chk.ok and letter and text is not None and options and \
+            str(text).strip().lower() != options[LETTERS.index(letter)].lower():
         # keep the sample: the letter decides CloseQA; the text is the OpenQA reference
         chk.warn("answer_text", f"{text!r} differs from option {letter} {options[LETTERS.index(letter)]!r}"
                  f" (in {found['answer_text'][1]})", "answer_mismatch")
@@ -158,18 +159,6 @@ def _record(chk: RecordCheck, index: int, ans: dict | None, answers_path: Any, r
         detailed_answer=detailed, original_fps=original_fps, group=f"{dataset}/{video}",
         frame_source=FrameSource(frames=tuple(frames), fps=fps), meta=meta,
     )
-
-
-def _answer_text(chk: RecordCheck) -> str | None:
-    """`answer_text` as text: the release writes some counts as JSON numbers (the official open-set
-    scorer has a branch for them: `str(answer)` in the prediction), so 3 reads as "3"."""
-    v = chk.get("answer_text", (str, int, float), required=False)
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            chk.fail("answer_text", f"must be text or a finite number, got {v}")
-            return None
-        return str(int(v)) if v.is_integer() else repr(v)
-    return None if v is None else str(v)
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -21,6 +21,7 @@ from egoadapt.data.load import (
     RecordCheck,
     accept,
     answer_letter,
+    answer_text_value,
     cfg_get,
     group_from_question_id,
     parse_options,
@@ -69,11 +70,11 @@ def _record(chk: RecordCheck, rid: str, line: int, root: Any, base: str, fps_cfg
     options = parse_options(chk, raw_opts, allow_plain=True)
     answer = chk.raw.get("answer")
     letter = answer_letter(chk, answer, options, "answer") if options else None
-    text = chk.get("answer_text", str, required=False)
+    text = answer_text_value(chk)
     if options and letter:
         text = options[LETTERS.index(letter)]
     elif not options and answer is not None:
-        text = str(answer)
+        text = answer_text_value(chk, "answer")  # a free answer: text, or a number kept a number
     own_fps = chk.number(("fps", "sampling_fps"), required=False)
     if own_fps is not None and own_fps <= 0:
         chk.fail("fps", f"sampling fps must be positive, got {own_fps:g}")

@@ -181,6 +181,17 @@ def parse_options(chk: RecordCheck, options: Any, field_: str = "options",
     return tuple(texts) if len(texts) == len(options) else ()
 
 
+def answer_text_value(chk: RecordCheck, names: str | tuple[str, ...] = "answer_text") -> str | int | float | None:
+    """The reference answer as the file gives it: text, or a finite JSON number, kept a number (the
+    released answers file may write counts as numbers, and the reference open-set scorer has a
+    branch for int answers: `==` or digits in the prediction)."""
+    v = chk.get(names, (str, int, float), required=False)
+    if isinstance(v, float) and not math.isfinite(v):
+        chk.fail(names if isinstance(names, str) else names[0], f"must be text or a finite number, got {v}")
+        return None
+    return v
+
+
 def answer_letter(chk: RecordCheck, raw: Any, options: tuple[str, ...], field_: str) -> str | None:
     """Accept 'B', 'b', 'B: text', 'B.' or the exact option text; None (and a problem) otherwise."""
     if raw is None or (isinstance(raw, str) and not raw.strip()):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,36 @@ DATASET_DOMAINS = {
     "ExtrameSportFPV": "extreme_sports",  # sic: spelled so in the release
     "EgoPet": "animal",
 }
+
+
+def has_answer_text(value: Any) -> bool:
+    """A usable `answer_text`: a non-blank string or a number (0 is an answer)."""
+    if isinstance(value, str):
+        return bool(value.strip())
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def answer_as_text(value: Any) -> str | None:
+    """`answer_text` as text (a count 3 -> "3"), for prompts, SFT targets and text matching."""
+    return None if value is None else str(value)
+
+
+def answer_to_column(value: Any) -> str | None:
+    """A numeric `answer_text` as JSON for a dataset column (Arrow cannot mix str and int in one column);
+    None for text. `answer_from_columns` reverses it."""
+    return None if value is None or isinstance(value, str) else json.dumps(value)
+
+
+def answer_from_columns(text: Any, encoded: Any) -> Any:
+    """The `answer_text` a dataset row stands for: the JSON number when `answer_json` holds one."""
+    if isinstance(encoded, str) and encoded:
+        try:
+            value = json.loads(encoded)
+        except ValueError:
+            return text
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+    return text
 
 
 @dataclass(frozen=True)
@@ -57,7 +88,9 @@ class Sample:
     category: str = ""  # primary category
     question_type: str = ""
     answer_letter: str | None = None  # None when answers are unknown (e.g. test bed without answers)
-    answer_text: str | None = None
+    # the reference answer as the file gives it: text, or a JSON number (counts in the answers file);
+    # official scoring treats an int as the reference scripts do (`==` or digits in the prediction)
+    answer_text: str | int | float | None = None
     detailed_answer: str | None = None
     original_fps: float | None = None
     group: str = ""  # source video: samples sharing it must sit on the same side of a split
@@ -65,7 +98,7 @@ class Sample:
 
     @property
     def has_answer(self) -> bool:
-        return self.answer_letter is not None or self.answer_text is not None
+        return self.answer_letter is not None or has_answer_text(self.answer_text)
 
     @property
     def lettered_options(self) -> list[str]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from egoadapt.data.schema import Sample
+from egoadapt.data.schema import Sample, has_answer_text
 from egoadapt.rewards.judge import FALLBACK_STATUSES, Judge, check_judge_config, settings_dict
 from egoadapt.rewards.scoring import MODES, Score, ScoringConfig, Target, score_outputs
 
@@ -118,7 +118,7 @@ def targets_for(preds: Sequence[Prediction], samples: Mapping[str, Sample], sour
             errors.append(f"{source}:{p.line}: id {p.id!r} has no options or answer letter to score CloseQA "
                           "(pass data.answers=FILE, or the answers file as data.annotations)")
             continue
-        if qa == "open" and not s.answer_text:
+        if qa == "open" and not has_answer_text(s.answer_text):
             errors.append(f"{source}:{p.line}: id {p.id!r} has no answer_text to score OpenQA "
                           "(pass data.answers=FILE, or the answers file as data.annotations)")
             continue

@@ -42,25 +42,21 @@ def exact_match(prediction: str | None, answer: str | None) -> bool:
     return bool(a) and p == a
 
 
-def _is_number(s: Any) -> bool:
-    return isinstance(s, (int, float)) and not isinstance(s, bool) or bool(re.fullmatch(r"\s*-?\d+(\.\d+)?\s*", str(s)))
+def official_substring(answer: Any, prediction: Any) -> bool | None:
+    """The benchmark's shortcut before its judge, branch for branch (eval_gpt_openset.py):
 
-
-def official_substring(answer: Any, prediction: Any) -> bool:
-    """The benchmark's shortcut, exactly: the answer occurs in the prediction.
-
-    Reference: `str(answer) in str(prediction)` for a numeric answer (so "3" hits "13"),
-    `answer.lower() in prediction.lower()` for text (a non-string prediction fails).
+    - an int answer: `prediction == answer or str(answer) in str(prediction)` (so 3 hits "13");
+    - a str answer: `answer.lower() in prediction.lower()`; a non-string prediction makes the
+      reference raise there: None (its retry loop then records "[ERROR]" with mark 0, no judge);
+    - anything else (a float answer): False, the judge decides.
     """
-    if answer is None:
-        return False
-    if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+    if isinstance(answer, int):  # bool included, as isinstance does in the reference
         return prediction == answer or str(answer) in str(prediction)
-    if _is_number(answer) and not isinstance(prediction, str):
-        return str(answer).strip() in str(prediction)
-    if not isinstance(prediction, str):
-        return False
-    return str(answer).lower() in prediction.lower()
+    if isinstance(answer, str):
+        if not isinstance(prediction, str):
+            return None
+        return answer.lower() in prediction.lower()
+    return False
 
 
 def contains_answer(prediction: str, answer: str) -> bool:
@@ -84,22 +80,23 @@ _NUM_TOKEN = re.compile(rf"(?<![\w.])(\d+(?:\.\d+)?)(?!\.\d)(\s*{_TIME_UNIT})?")
 _WORD_TOKEN = re.compile(r"\b(" + "|".join(sorted(map(re.escape, _NUMBER_WORDS), key=len, reverse=True)) + r")\b")
 
 
-def parse_count(text: Any) -> int | None:
-    """The one integer a counting answer gives ("3", "three tools", "3 types"); None if none or several."""
+def count_values(text: Any) -> set[float]:
+    """Every count a text gives: digits (not times or rates: "10.00s", "25 fps"), else number words."""
     if text is None:
-        return None
+        return set()
     if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return int(text) if float(text).is_integer() else None
-    s = str(text).lower()
-    values: set[float] = set()
-    for m in _NUM_TOKEN.finditer(s):
-        if m.group(2):  # "10.00s", "25 fps": a time or rate, not the count
-            continue
-        values.add(float(m.group(1)))
+        return {float(text)} if math.isfinite(text) else set()
+    s = str(text).lower()[:2000]
+    values = {float(m.group(1)) for m in _NUM_TOKEN.finditer(s) if not m.group(2)}
     if not values:
         # "no" counts only when it is the whole answer ("no" as a word is too common)
-        words = {_NUMBER_WORDS[w] for w in _WORD_TOKEN.findall(s) if w != "no" or s.strip(" .!") == "no"}
-        values = {float(v) for v in words}
+        values = {float(_NUMBER_WORDS[w]) for w in _WORD_TOKEN.findall(s) if w != "no" or s.strip(" .!") == "no"}
+    return values
+
+
+def parse_count(text: Any) -> int | None:
+    """The one integer a counting answer gives ("3", "three tools", "3 types"); None if none or several."""
+    values = count_values(text)
     if len(values) != 1:
         return None
     (v,) = values
@@ -134,7 +131,9 @@ class Interval:
 _T = r"(\d+:\d{1,2}(?:\.\d+)?|\d+(?:\.\d+)?)"  # 12.5 or 0:12.5 (m:ss)
 _UNIT = r"\s*(?:s|sec|secs|second|seconds)?\b\.?"
 _SPAN = re.compile(rf"(?:from|between)?\s*{_T}{_UNIT}\s*(?:-|–|—|to|and|until|till)\s*{_T}{_UNIT}", re.IGNORECASE)
-_POINT = re.compile(rf"{_T}\s*(?:s|sec|secs|second|seconds)\b|(?:at|around|about|approximately)\s+{_T}\b", re.IGNORECASE)
+# whole numbers only: "at 6.2s" is one point, not 6 and 2
+_POINT = re.compile(rf"(?<![\d.:]){_T}\s*(?:s|sec|secs|second|seconds)\b|(?:at|around|about|approximately)\s+{_T}(?![\d.:])",
+                    re.IGNORECASE)
 
 
 def _seconds(token: str) -> float:
@@ -235,6 +234,28 @@ def parse_region(text: Any) -> tuple[str, str] | None:
     return _region_from_words(words) if words else None
 
 
+_REGION_SPLIT = re.compile(r"\bor\b|\band\b|\bthen\b|\bvs\b|[,;/&|+\n]")
+
+
+def region_values(text: Any) -> set[tuple[str, str]]:
+    """Every region a text names, one per phrase between separators; a phrase naming two
+    verticals or two horizontals ("top bottom left") counts as two regions."""
+    if text is None:
+        return set()
+    s = _HAND.sub(" ", str(text).lower()[:2000])
+    found: set[tuple[str, str]] = set()
+    for phrase in _REGION_SPLIT.split(s):
+        words = _REGION_WORD.findall(phrase)
+        if not words:
+            continue
+        region = _region_from_words(words)
+        if region is None:  # contradictory: top and bottom, or left and right, in one phrase
+            found |= {("contradictory", w) for w in words}
+        else:
+            found.add(region)
+    return found
+
+
 def region_match(prediction: Any, answer: Any) -> bool | None:
     truth, pred = parse_region(answer), parse_region(prediction)
     if truth is None or pred is None:
@@ -246,7 +267,10 @@ def region_match(prediction: Any, answer: Any) -> bool | None:
 
 
 def task_kind(category: str | None, question_type: str | None) -> str | None:
-    """Which task-aware score applies: counting | temporal | spatial | None."""
+    """Which task-aware rule applies: counting | temporal | spatial | sequence | None.
+
+    sequence (action sequences: "Walk → Left → Run") has no score of its own; it tells the
+    training mode that commas and "then" order one answer rather than list several."""
     qt = (question_type or "").lower()
     cat = (category or "").lower()
     if "count" in qt or cat == "counting":
@@ -255,6 +279,8 @@ def task_kind(category: str | None, question_type: str | None) -> str | None:
         return "temporal"
     if "spatial" in qt or "region" in qt:
         return "spatial"
+    if "sequence" in qt:
+        return "sequence"
     return None
 
 

@@ -45,8 +45,8 @@ class Parsed:
         OpenQA: letters of the options whose text the answer mentions.
     reason: the model's "reason" field, if any.
     source: json | json_nested | json_broken | python | text | none.
-    issue: why prediction is None or suspect: empty | no_answer | ambiguous |
-        invalid_letter | not_string | duplicate_keys | letter_text_mismatch.
+    issue: why prediction is None or suspect: empty | no_answer | no_prediction_field |
+        ambiguous | invalid_letter | not_string | duplicate_keys | letter_text_mismatch.
     raw: the prediction as written (stringified), before resolving.
     length: characters in the whole output.
     """
@@ -158,14 +158,53 @@ def _only_object(text: str, span: tuple[int, int]) -> bool:
     return inner == obj_text.strip()
 
 
+# --------------------------------------------------------------------------- the prediction field
+
+PREDICTION_FIELD = "prediction"  # the answer contract's key; the reference scripts read exactly this one
+
+
+def _edit_distance(a: str, b: str, limit: int) -> int:
+    """Levenshtein distance, stopping early once every path exceeds `limit`."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        if min(cur) > limit:
+            return limit + 1
+        prev = cur
+    return prev[-1]
+
+
+def is_prediction_key(key: Any, official: bool = False) -> bool:
+    """THE rule for which key of an answer dict holds the answer.
+
+    official: exactly "prediction" (the reference scripts' `.get("prediction", "")`).
+    training (and diagnostics): "prediction" in any case, with separators, or misspelt by at most
+    two edits ("Prediction", "PREDICTION", "predicton", "prediciton", "predictions"). Other keys
+    ("answer", "reason", "pred") never count, so the reason can never stand in for the answer.
+    """
+    if not isinstance(key, str):
+        return False
+    if official:
+        return key == PREDICTION_FIELD
+    k = re.sub(r"[^a-z]", "", key.lower())
+    return 7 <= len(k) <= 13 and _edit_distance(k, PREDICTION_FIELD, 2) <= 2
+
+
+def prediction_values(obj: dict, official: bool = False) -> list[Any]:
+    """The values of every key of `obj` that counts as the prediction field (see is_prediction_key)."""
+    return [v for k, v in obj.items() if is_prediction_key(k, official)]
+
+
 def _find_prediction_dict(obj: dict, depth: int = 2) -> dict | None:
-    """A nested dict carrying "prediction" ({"answer": {"prediction": "B"}})."""
+    """A dict carrying the prediction field: `obj` itself or a nested one ({"answer": {"prediction": "B"}})."""
+    if prediction_values(obj):
+        return obj
     if depth == 0:
         return None
     for v in obj.values():
         if isinstance(v, dict):
-            if "prediction" in v:
-                return v
             found = _find_prediction_dict(v, depth - 1)
             if found is not None:
                 return found
@@ -318,7 +357,9 @@ def _check(letters: tuple[str, ...], valid: str) -> tuple[tuple[str, ...], str |
 
 # --------------------------------------------------------------------------- main reader
 
-_BROKEN_FIELD = re.compile(r"""["']prediction["']\s*:\s*["']([^"'\n]{0,500})["']""")
+# A field cut short or mangled: `{"prediction": "B"` (no closing brace); the key is checked by is_prediction_key.
+_BROKEN_FIELD = re.compile(r"""["']([^"'\n]{1,30})["']\s*:\s*["']([^"'\n]{0,500})["']""")
+_ANY_FIELD = re.compile(r"""\{\s*["'][^"'\n]{1,30}["']\s*:""")
 _OPEN_PREFIX = re.compile(r"^\s*(?:final\s+)?(?:answer|prediction)\s*[:：-]\s*", re.IGNORECASE)
 
 
@@ -335,8 +376,19 @@ def _as_text(value: Any) -> str | None:
     return None
 
 
+def _broken_field(text: str) -> str | None:
+    for m in _BROKEN_FIELD.finditer(text[:MAX_SCAN_CHARS]):
+        if is_prediction_key(m.group(1)):
+            return m.group(2)
+    return None
+
+
 def parse_answer(text: Any, options=None, qa: str = "close") -> Parsed:
-    """Parse one raw model output. Never raises; `text` may be anything."""
+    """Parse one raw model output. Never raises; `text` may be anything.
+
+    The answer is the prediction field only (`is_prediction_key`); an answer dict without one
+    answers nothing (issue no_prediction_field): its reason never stands in. Free text is read
+    as the answer only when the output holds no answer dict at all."""
     if qa not in ("close", "open"):
         raise ValueError(f"qa must be 'close' or 'open', got {qa!r}")
     text = text if isinstance(text, str) else ("" if text is None else str(text))
@@ -356,20 +408,25 @@ def parse_answer(text: Any, options=None, qa: str = "close") -> Parsed:
     has_pred = False
     duplicates = False
     if obj is not None:
-        holder = obj if "prediction" in obj else _find_prediction_dict(obj)
-        if holder is not None:
-            if holder is not obj:
-                source = "json_nested"
-            raw_value = holder.get("prediction")
-            r = holder.get("reason")
-            reason = r if isinstance(r, str) else (None if r is None else str(r))
-            has_pred = True
-            duplicates = "prediction" in getattr(holder, "duplicates", ())
+        holder = _find_prediction_dict(obj)
+        if holder is None:
+            return Parsed(None, False, (), None, source, "no_prediction_field", None, length)
+        if holder is not obj:
+            source = "json_nested"
+        values = prediction_values(holder)
+        raw_value = values[0]
+        r = holder.get("reason")
+        reason = r if isinstance(r, str) else (None if r is None else str(r))
+        has_pred = True
+        duplicates = (any(v != raw_value for v in values[1:])
+                      or any(is_prediction_key(k) for k in getattr(holder, "duplicates", ())))
 
     if not has_pred:
-        m = _BROKEN_FIELD.search(text[:MAX_SCAN_CHARS])
-        if m:  # JSON cut short or mangled: `{"prediction": "B"` (no closing brace)
-            source, raw_value, has_pred = "json_broken", m.group(1), True
+        broken = _broken_field(text)
+        if broken is not None:  # JSON cut short or mangled: `{"prediction": "B"` (no closing brace)
+            source, raw_value, has_pred = "json_broken", broken, True
+        elif _ANY_FIELD.search(text[:MAX_SCAN_CHARS]):  # a broken answer dict without its prediction
+            return Parsed(None, False, (), None, "json_broken", "no_prediction_field", None, length)
         else:  # No JSON at all: the whole output is the answer text.
             source = "text"
             raw_value = text[:MAX_SCAN_CHARS]
@@ -380,6 +437,7 @@ def parse_answer(text: Any, options=None, qa: str = "close") -> Parsed:
     not_string = has_pred and not isinstance(raw_value, str)
     contract = (
         has_pred and strict_json and source == "json" and isinstance(raw_value, str)
+        and PREDICTION_FIELD in obj and len(prediction_values(obj)) == 1
         and not duplicates and _only_object(text, span)
     )
 
@@ -427,7 +485,7 @@ def official_extract(text: Any, qa: str = "close") -> tuple[Any, Any]:
     text = text if isinstance(text, str) else ("" if text is None else str(text))
     try:
         obj = json.loads(text)
-        pred, reason = obj.get("prediction", ""), obj.get("reason", "")
+        pred, reason = obj.get(PREDICTION_FIELD, ""), obj.get("reason", "")
         if qa == "close":
             pred.lower()
         return pred, reason
@@ -437,7 +495,7 @@ def official_extract(text: Any, qa: str = "close") -> tuple[Any, Any]:
     if first is not None:
         try:
             obj = json.loads(first)
-            return obj.get("prediction", ""), obj.get("reason", "")
+            return obj.get(PREDICTION_FIELD, ""), obj.get("reason", "")
         except Exception:  # noqa: BLE001, S110
             pass
     return "", ""

@@ -22,15 +22,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from egoadapt.data.schema import LETTERS
+from egoadapt.data.schema import LETTERS, answer_from_columns
 from egoadapt.rewards import match
 from egoadapt.rewards.judge import Judge, JudgeRequest, Verdict
-from egoadapt.rewards.parse import (
-    Parsed,
-    mentioned_options,
-    official_extract,
-    parse_answer,
-)
+from egoadapt.rewards.commit import commitment
+from egoadapt.rewards.parse import MAX_RAW_CHARS, Parsed, official_extract, parse_answer
 
 MODES = ("official", "training")
 
@@ -84,7 +80,7 @@ class Target:
 
     qa: str  # close | open
     answer_letter: str | None = None
-    answer_text: str | None = None
+    answer_text: str | int | float | None = None  # a number as the answers file gives it (official: int rule)
     options: tuple[str, ...] = ()
     question: str = ""
     detailed_answer: str | None = None
@@ -107,7 +103,7 @@ class Target:
         options and a letter, else open."""
         options = _strip_letter_prefix(row.get("options") or ())
         letter = row.get("answer_letter")
-        answer_text = row.get("answer_text")
+        answer_text = answer_from_columns(row.get("answer_text"), row.get("answer_json"))
         if answer_text is None and letter and options:
             idx = LETTERS.find(str(letter).strip().upper())
             if 0 <= idx < len(options):
@@ -115,7 +111,8 @@ class Target:
         qa = normalize_qa(row.get("qa") or ("close" if (options and letter) else "open"))
         return cls(
             qa=qa, answer_letter=None if letter is None else str(letter),
-            answer_text=None if answer_text is None else str(answer_text), options=options,
+            answer_text=answer_text if isinstance(answer_text, (str, int, float, type(None))) else str(answer_text),
+            options=options,
             question=str(row.get("question") or ""), detailed_answer=row.get("detailed_answer"),
             category=str(row.get("category") or ""), question_type=str(row.get("question_type") or ""),
         )
@@ -128,7 +125,7 @@ class Score:
     format_ok: bool
     correct: bool
     reward: float  # in [0, 1], never NaN
-    method: str  # letter | exact | substring | counting | temporal | spatial | judge | none
+    method: str  # letter | exact | substring | counting | temporal | spatial | judge | reference_error | none
     issue: str | None = None  # why it earned nothing: empty | ambiguous | too_long | lists_candidates | ...
     mark: float | None = None  # judge mark 0-5 (official substring shortcut: 5)
     judge_status: str | None = None  # ok | cached | deduped | failed | unparsable | budget_exhausted | unjudged
@@ -154,22 +151,35 @@ def _official(output: str, t: Target, cfg: ScoringConfig, parsed: Parsed):
         return Score("close", _pred_str(pred), parsed.format_ok, ok, float(ok), "letter",
                      None if ok else (parsed.issue or "wrong"))
     pred, _ = official_extract(output, "open")
-    if match.official_substring(t.answer_text, pred):
+    hit = match.official_substring(t.answer_text, pred)
+    if hit is None:  # the reference raises on `.lower()` of a non-string: 5 retries, then "[ERROR]", mark 0
+        return Score("open", _pred_str(pred), parsed.format_ok, False, 0.0, "reference_error", "not_string", mark=0.0)
+    if hit:
         return Score("open", _pred_str(pred), parsed.format_ok, True, 1.0, "substring", mark=5.0)
     score = Score("open", _pred_str(pred), parsed.format_ok, False, 0.0, "judge")
-    pred_text = pred if isinstance(pred, str) else str(pred)
-    return score, _judge_request(t, pred_text)
+    return score, _judge_request(t, str(pred))  # the reference's prompt holds str(prediction)
+
+
+# Parse issues that mean the output named several answers: one name in training mode.
+_HEDGE_ISSUES = {"ambiguous", "letter_text_mismatch"}
 
 
 def _training(output: str, t: Target, cfg: ScoringConfig, parsed: Parsed):
     def nothing(issue: str, method: str = "none") -> Score:
         return Score(t.qa, parsed.prediction, parsed.format_ok, False, 0.0, method, issue)
 
-    if parsed.length > cfg.max_output_chars:
+    if parsed.length > cfg.max_output_chars or len(parsed.raw or "") >= MAX_RAW_CHARS:
         return nothing("too_long")
+    if parsed.issue == "duplicate_keys":
+        return nothing("duplicate_keys")
+    kind = match.task_kind(t.category, t.question_type) if cfg.task_aware else None
     if t.qa == "close":
-        if parsed.prediction is None:
-            return nothing(parsed.issue or "no_answer", "letter")
+        if parsed.prediction is None or parsed.issue in _HEDGE_ISSUES:
+            return nothing("hedge" if parsed.issue in _HEDGE_ISSUES else (parsed.issue or "no_answer"), "letter")
+        c = commitment(parsed.raw or "", qa="close", options=t.options, answer=t.answer_text, question=t.question,
+                       kind=kind)
+        if c.issue:
+            return nothing(c.issue, "letter")
         ok = match.letter_match(parsed.prediction, t.answer_letter)
         return Score("close", parsed.prediction, parsed.format_ok, ok, float(ok), "letter",
                      None if ok else (parsed.issue or "wrong"))
@@ -181,36 +191,35 @@ def _training(output: str, t: Target, cfg: ScoringConfig, parsed: Parsed):
         return nothing("too_long")
     if t.answer_text is None:
         return nothing("no_reference")
-    if match.exact_match(pred, t.answer_text):
+    # One answer or nothing: hedges, negations and lists are decided here, before any judge call.
+    c = commitment(pred, qa="open", options=t.options, answer=t.answer_text, question=t.question, kind=kind)
+    if c.issue:
+        return nothing(c.issue)
+    head = c.head
+    if match.exact_match(head, t.answer_text):
         return Score("open", pred, parsed.format_ok, True, 1.0, "exact")
 
-    kind = match.task_kind(t.category, t.question_type) if cfg.task_aware else None
     if kind == "counting":
-        v = match.count_score(pred, t.answer_text, cfg.count_tolerance)
+        v = match.count_score(c.core, t.answer_text, cfg.count_tolerance)
         if v is not None:
             return Score("open", pred, parsed.format_ok, v >= 1.0, v, "counting")
     elif kind == "temporal":
-        r = match.temporal_score(pred, t.answer_text, cfg.iou_threshold, cfg.time_tolerance_s, cfg.time_window_s)
+        r = match.temporal_score(c.core, t.answer_text, cfg.iou_threshold, cfg.time_tolerance_s, cfg.time_window_s)
         if r is not None:
             return Score("open", pred, parsed.format_ok, r.correct, match.finite(r.score), "temporal")
     elif kind == "spatial":
-        hit = match.region_match(pred, t.answer_text)
+        hit = match.region_match(c.core, t.answer_text)
         if hit is not None:
             return Score("open", pred, parsed.format_ok, hit, float(hit), "spatial")
 
-    # Naming the answer and another candidate is hedging ("hook, scissors or clipper");
-    # naming only other candidates is wrong. Neither needs a judge call.
-    # (Task-aware rules above already refuse several counts / spans / regions.)
-    answer_idx = LETTERS.find((t.answer_letter or "?").upper())
-    answer_norm = match.normalize_text(t.answer_text)
-    named = mentioned_options(pred, t.options, ignore=t.question)
-    others = [i for i in named if i != answer_idx and match.normalize_text(t.options[i]) != answer_norm]
-    if others:
-        names_answer = len(others) < len(named) or match.contains_answer(pred, t.answer_text)
-        return nothing("lists_candidates" if names_answer or len(others) > 1 else "wrong_candidate")
-    if match.contains_answer(pred, t.answer_text):
+    answer_letter = (t.answer_letter or "").strip().upper()
+    named = [x for x in c.candidates if x == "answer" or x in LETTERS]
+    names_answer = bool({"answer", answer_letter} & set(named))
+    if named and not names_answer:  # one candidate, not the answer: wrong without asking the judge
+        return nothing("wrong_candidate")
+    if names_answer and c.free_words == 0:  # the answer, in words that add nothing else
         return Score("open", pred, parsed.format_ok, True, 1.0, "substring", mark=5.0)
-    return Score("open", pred, parsed.format_ok, False, 0.0, "judge"), _judge_request(t, pred)
+    return Score("open", pred, parsed.format_ok, False, 0.0, "judge"), _judge_request(t, head)
 
 
 def _judge_request(t: Target, prediction: str) -> JudgeRequest:

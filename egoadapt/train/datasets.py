@@ -20,7 +20,7 @@ from datasets import Dataset
 from egoadapt.data.frames import skipped_row
 from egoadapt.data.load import DataError, Problem
 from egoadapt.data.prompts import LOAD_ANSWERS, target_text
-from egoadapt.data.schema import Sample
+from egoadapt.data.schema import Sample, answer_as_text, answer_to_column, has_answer_text
 from egoadapt.train.video import VideoInputs
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,8 @@ def messages_as_text(messages: list[dict]) -> str:
 
 def reward_columns(sample: Sample, qa: str) -> dict[str, Any]:
     return {
-        "sample_id": sample.id, "qa": qa, "answer_letter": sample.answer_letter, "answer_text": sample.answer_text,
+        "sample_id": sample.id, "qa": qa, "answer_letter": sample.answer_letter,
+        "answer_text": answer_as_text(sample.answer_text), "answer_json": answer_to_column(sample.answer_text),
         "options": list(sample.options), "question": sample.question, "detailed_answer": sample.detailed_answer,
         "category": sample.category, "question_type": sample.question_type, "domain": sample.domain,
     }
@@ -96,7 +97,7 @@ def build_dataset(samples: Sequence[Sample], video: VideoInputs, qa: str = "clos
                 continue
             if not with_target:  # GRPO: a row without its answer would be rewarded 0 forever, silently
                 missing = ("correct_option_letter" if q == "close" and not sample.answer_letter else
-                           "answer_text" if q == "open" and not sample.answer_text else None)
+                           "answer_text" if q == "open" and not has_answer_text(sample.answer_text) else None)
                 if missing:
                     raise DataError(Problem(sample.meta.get("file", ""), sample.id, missing,
                                             f"no answer to reward: {LOAD_ANSWERS}", "missing_field"))

@@ -68,7 +68,7 @@ def test_the_answers_file_alone_carries_questions_and_answers(answers_file):
     for s in samples:
         r = records[s.id]
         assert s.answer_letter == r["correct_option_letter"] == letter_of(int(s.id))
-        assert s.answer_text == str(r["answer_text"])  # a count written as a number reads as its digits
+        assert s.answer_text == r["answer_text"] and type(s.answer_text) is type(r["answer_text"])  # 3 stays 3
         assert s.detailed_answer == r["detailed_answer"] and s.question_id == r["question_id"]
         assert s.group == f"{s.dataset}/{s.question_id.split('_')[1]}"
         numbers += isinstance(r["answer_text"], int)

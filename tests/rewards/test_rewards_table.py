@@ -91,13 +91,13 @@ CASES = [
     Case("prediction as number", json.dumps({"prediction": 2}), CLOSE, None, False, False, False),
     Case("the answer is a cat", "the answer is a cat", CLOSE, None, False, False, False),
     # ---- CloseQA, hacking attempts
-    Case("A or B", "A or B", CLOSE, None, False, False, False, training_issue="ambiguous"),
-    Case("json A or B", j("A or B"), CLOSE, None, False, False, False, training_issue="ambiguous"),
-    Case("all letters", j("A, B, C, D"), CLOSE, None, False, False, False, training_issue="ambiguous"),
-    Case("A/B", "A/B", CLOSE, None, False, False, False, training_issue="ambiguous"),
+    Case("A or B", "A or B", CLOSE, None, False, False, False, training_issue="hedge"),
+    Case("json A or B", j("A or B"), CLOSE, None, False, False, False, training_issue="hedge"),
+    Case("all letters", j("A, B, C, D"), CLOSE, None, False, False, False, training_issue="hedge"),
+    Case("A/B", "A/B", CLOSE, None, False, False, False, training_issue="hedge"),
     Case("list of letters", json.dumps({"prediction": ["A", "B"]}), CLOSE, None, False, False, False,
-         training_issue="ambiguous"),
-    Case("two option texts", j("hook and scissors"), CLOSE, None, False, False, False, training_issue="ambiguous"),
+         training_issue="hedge"),
+    Case("two option texts", j("hook and scissors"), CLOSE, None, False, False, False, training_issue="hedge"),
     Case("duplicate keys, right one last", '{"prediction": "A", "prediction": "B"}', CLOSE, None, False, True, False,
          training_issue="duplicate_keys"),
     Case("two objects, right first", j("B") + j("A"), CLOSE, "B", False, True, True),
@@ -111,11 +111,11 @@ CASES = [
     Case("open no json", "scissors", OPEN, "scissors", False, False, True),  # reference reads "" without JSON
     Case("open answer prefix", "Answer: scissors", OPEN, "scissors", False, False, True),
     Case("open lists every option", j("hook, scissors, grasper or clipper"), OPEN,
-         "hook, scissors, grasper or clipper", True, True, False, training_issue="lists_candidates"),
+         "hook, scissors, grasper or clipper", True, True, False, training_issue="hedge"),
     Case("open wrong option", j("hook"), OPEN, "hook", True, False, False, training_issue="wrong_candidate"),
     Case("open answer inside a word", j("scissorsss"), OPEN, "scissorsss", True, True, False,
          training_issue="unjudged"),
-    Case("open evasive", j("I don't know"), OPEN, "I don't know", True, False, False, training_issue="unjudged"),
+    Case("open evasive", j("I don't know"), OPEN, "I don't know", True, False, False, training_issue="negation"),
     Case("open empty", j(""), OPEN, None, False, False, False, training_issue="empty"),
     Case("open over-long", j("scissors " + "and more words " * 40), OPEN, None, True, True, False,
          training_issue="too_long"),
@@ -126,7 +126,7 @@ CASES = [
     Case("count word", j("three"), COUNT, "three", True, False, True),
     Case("count sentence", j("There are 3 distinct tools."), COUNT, "There are 3 distinct tools.", True, True, True),
     Case("count digits inside a number", j("13"), COUNT, "13", True, True, False),  # reference: "3" in "13"
-    Case("count hedge", j("3 or 4"), COUNT, "3 or 4", True, True, False, training_issue="lists_candidates"),
+    Case("count hedge", j("3 or 4"), COUNT, "3 or 4", True, True, False, training_issue="hedge"),
     # ---- OpenQA task-aware: temporal and spatial
     Case("span exact", j("13.4-15.4 seconds"), SPAN, "13.4-15.4 seconds", True, True, True),
     Case("span overlap", j("from 13 to 15.5 s"), SPAN, "from 13 to 15.5 s", True, False, True, training_reward=0.8),
@@ -134,7 +134,7 @@ CASES = [
          training_reward=2 / 30),
     Case("region synonym", j("upper left"), REGION, "upper left", True, False, True),
     Case("region hedge", j("top-left or bottom-right"), REGION, "top-left or bottom-right", True, True, False,
-         training_issue="lists_candidates"),
+         training_issue="hedge"),
 ]
 
 

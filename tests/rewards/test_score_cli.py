@@ -100,7 +100,7 @@ def test_training_mode_refuses_listing_candidates(bed, tmp_path):
                    f"out={out}", f"mode={mode}") == 0
         results[mode] = json.loads((out / "scores.jsonl").read_text())
     assert results["official"]["correct"] is True and results["official"]["mark"] == 5.0
-    assert results["training"]["correct"] is False and results["training"]["issue"] == "lists_candidates"
+    assert results["training"]["correct"] is False and results["training"]["issue"] == "hedge"
 
 
 @pytest.mark.parametrize("line,message", [
