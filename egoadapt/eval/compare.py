@@ -6,7 +6,9 @@ each run's accuracy with its interval, and for every other run the delta to the 
 with a paired-bootstrap interval and p-value over the questions both answered, and
 McNemar's exact test on the questions one run got right and the other wrong. Runs
 evaluated on different split manifests (different hash) are refused unless
-`allow_mismatched_splits=true`: their numbers would not measure the same thing.
+`allow_mismatched_splits=true`: their numbers would not measure the same thing. So are runs
+whose questions were asked with different prompts (wording or domain-context lines, results.json
+config.prompt) unless `allow_mismatched_prompts=true` (a prompt ablation).
 
 A Hydra multirun folder (`egoadapt train -m ...` then an evaluation per job) is ranked
 by `metric`, its swept values as columns. Convention: job N lives in `<folder>/N/` with
@@ -98,6 +100,25 @@ def default_labels(paths: Sequence[Path]) -> list[str]:
     return [f"{i}:{p}" for i, p in enumerate(paths)]
 
 
+def sampling_rate(results: Mapping[str, Any]) -> str:
+    """A run's frame sampling rate in words, from its results.json: `frames.fps` when it was set
+    (the sampling-rate ablation), else the data's own rates."""
+    sampling = (results.get("config") or {}).get("sampling")
+    if not sampling:
+        return "rate not recorded"
+    if sampling.get("frames.fps"):
+        return f"{float(sampling['frames.fps']):g} fps"
+    return "the data's own fps"
+
+
+def label_by_rate(evals: Sequence[Evaluation]) -> None:
+    """When the runs were sampled at different rates, say so in their default labels."""
+    rates = [sampling_rate(e.results) for e in evals]
+    if len(set(rates)) > 1:
+        for e, rate in zip(evals, rates):
+            e.label = f"{e.label} @ {rate}"
+
+
 def check_splits(evals: Sequence[Evaluation], allow_mismatch: bool) -> bool:
     """True when every run used the same split; raises on a mismatch unless allowed."""
     hashes = {e.split_hash for e in evals}
@@ -109,6 +130,34 @@ def check_splits(evals: Sequence[Evaluation], allow_mismatch: bool) -> bool:
         raise CompareError(f"the evaluations used different splits ({detail}). Their accuracies are not comparable; "
                            "re-evaluate on one manifest, or pass allow_mismatched_splits=true")
     log.warning("comparing evaluations made on different splits (%s)", detail)
+    return False
+
+
+def prompt_of(e: Evaluation) -> dict[str, Any] | None:
+    """The wording its questions were asked with (results.json config.prompt; None before it was recorded)."""
+    return (e.results.get("config") or {}).get("prompt")
+
+
+def describe_prompt(prompt: Mapping[str, Any] | None) -> str:
+    if not prompt:
+        return "not recorded"
+    context = ", ".join(f"{d} context" for d in sorted(prompt.get("domain_context") or {}))
+    return f"'{prompt.get('name')}' {str(prompt.get('sha256'))[:12]}" + (f" + {context}" if context else "")
+
+
+def check_prompts(evals: Sequence[Evaluation], allow_mismatch: bool) -> bool:
+    """True when every run asked its questions with the same wording (prompt config and domain
+    context lines; runs from before it was recorded are not checked); raises on a mismatch
+    unless allowed: a prompt or domain-context ablation says so with allow_mismatched_prompts=true."""
+    if len({p["sha256"] for p in map(prompt_of, evals) if p}) <= 1:
+        return True
+    detail = "; ".join(f"{e.label}: {describe_prompt(prompt_of(e))}" for e in evals)
+    if not allow_mismatch:
+        raise CompareError(f"the evaluations asked their questions with different prompts ({detail}). Their "
+                           "accuracies would mix the prompt's effect into the model's; re-evaluate with one prompt, "
+                           "or, to measure the prompt itself (a domain-context ablation), pass "
+                           "allow_mismatched_prompts=true")
+    log.warning("comparing evaluations asked with different prompts (%s)", detail)
     return False
 
 
@@ -163,7 +212,8 @@ def compare(evals: Sequence[Evaluation], *, n_resamples: int = DEFAULT_RESAMPLES
         "runs": [{"label": e.label, "path": str(e.path), "split_hash": e.split_hash,
                   "checkpoint": e.results.get("config", {}).get("checkpoint"),
                   "backend": e.results.get("config", {}).get("backend"),
-                  "mode": e.results.get("config", {}).get("mode")} for e in evals],
+                  "mode": e.results.get("config", {}).get("mode"),
+                  "sampling_rate": sampling_rate(e.results)} for e in evals],
         "baseline": base.label,
         "same_split": same_split,
         "bootstrap": {"resamples": n_resamples, "seed": seed, "confidence": confidence,
@@ -210,6 +260,12 @@ def compare_markdown(result: Mapping[str, Any]) -> str:
              (f"{split}. Accuracy in % [{conf}% bootstrap interval]; Δ: points vs `{base}` on the questions both "
               f"answered, [{conf}% paired-bootstrap interval], p (two-sided, bootstrap); McNemar p: McNemar's "
               f"exact test on the questions exactly one of the two runs got right; * McNemar p < {SIGNIFICANCE}.")]
+    if not result.get("same_prompt", True):  # a prompt ablation: which column was asked how
+        lines += ["", "**Different prompts** (allowed by allow_mismatched_prompts=true): "
+                  + "; ".join(f"`{r['label']}` {describe_prompt(r.get('prompt'))}" for r in result["runs"]) + "."]
+    rates = [r.get("sampling_rate") for r in result["runs"]]
+    if len(set(rates)) > 1:  # the sampling-rate ablation: which column is which rate
+        lines += ["", "Frame sampling: " + "; ".join(f"`{lab}` {rate}" for lab, rate in zip(labels, rates)) + "."]
     qas = [q for q in ("close", "open") if any(r["qa"] == q for r in table)]
     if len(qas) > 1:
         qas.append(ALL)
@@ -337,12 +393,17 @@ def job_results(job: Path, eval_subdir: str) -> Path | None:
     return found[0] if found else None
 
 
+def sweep_jobs(folder: Path) -> list[Path]:
+    """A multirun folder's job folders (those with .hydra/overrides.yaml), in job order."""
+    dirs = [d for d in folder.iterdir() if d.is_dir() and (d / ".hydra" / "overrides.yaml").is_file()]
+    return sorted(dirs, key=lambda d: (0, int(d.name), "") if d.name.isdigit() else (1, 0, d.name))
+
+
 def load_sweep(folder: Path, eval_subdir: str = "eval") -> tuple[list[tuple[str, dict[str, str], Evaluation]],
                                                                   list[str]]:
     """([(job, overrides, evaluation)] in job order, [jobs without an evaluation])."""
     jobs, missing = [], []
-    dirs = [d for d in folder.iterdir() if d.is_dir() and (d / ".hydra" / "overrides.yaml").is_file()]
-    for d in sorted(dirs, key=lambda d: (0, int(d.name), "") if d.name.isdigit() else (1, 0, d.name)):
+    for d in sweep_jobs(folder):
         res = job_results(d, eval_subdir)
         if res is None:
             missing.append(d.name)
@@ -466,8 +527,14 @@ def run(cfg: Any) -> dict[str, Any]:
         if len(set(labels)) != len(labels):
             raise CompareError(f"labels must differ, got {labels}")
         evals = [load_evaluation(r, lab) for r, lab in zip(runs, labels)]
+        if not cfg.get("labels"):
+            label_by_rate(evals)
     same = check_splits(evals, bool(cfg.get("allow_mismatched_splits")))
+    same_prompt = check_prompts(evals, bool(cfg.get("allow_mismatched_prompts")))
     result = compare(evals, same_split=same, **stats_kw)
+    result["same_prompt"] = same_prompt
+    for entry, e in zip(result["runs"], evals):
+        entry["prompt"] = prompt_of(e)
     out.mkdir(parents=True, exist_ok=True)
     if sweep is not None:
         result["sweep"] = sweep
@@ -496,4 +563,8 @@ def main(cfg: Any) -> int:
     print((out / "compare.md").read_text())
     print(f"wrote {out}/compare.json, compare.csv, compare.md" + (", sweep.*" if "sweep" in result else "")
           + (", plots" if result.get("plots") else ""))
+    from egoadapt.tracking import log_results
+
+    tables = {"compare": out / "compare.csv", **({"sweep": out / "sweep.csv"} if "sweep" in result else {})}
+    log_results(cfg, out, job_type="compare", tables=tables, images={Path(p).stem: Path(p) for p in result.get("plots") or []})
     return 0
