@@ -170,3 +170,50 @@ def test_video_grid_and_chat_text_through_the_eval_path(cfg, records):
             assert video.prompt_text(video.messages(str(r["id"]), qa)) == chat(official(r))
     assert {len(r["video_path"]) for r in chosen} >= {1, 91}  # a padded single frame, the longest clip
     assert len(grids) == 2  # 16:9 frames shrunk to the cap; 4:3 ones under it, rounded, then grown to min_pixels
+
+
+def test_judge_prompt_is_the_official_one(cfg):
+    """The judge template renders as eval_gpt_openset.py's evaluate_answer_with_detail fills its own."""
+    from egoadapt.rewards.judge import JudgeRequest, render_prompt
+
+    official = (
+        "\n        You are an intelligent chatbot designed for evaluating the correctness of AI assistant predictions "
+        "for question-answer pairs. Your task is to compare the predicted answer with the ground-truth and "
+        "determine if the predicted answer is correct or not. Here's how you can accomplish the task: \n"
+        "        ##INSTRUCTIONS: \n"
+        "        - Focus on the factual accuracy and semantic equivalence of the predicted answer with the "
+        "ground-truth. \n"
+        "        - Consider uncertain predictions, such as 'it is impossible to answer the question from the video', "
+        "as incorrect, unless the ground truth answer also says that.\n"
+        "        Please evaluate the following video-based question-answer pair: \n"
+        "        Question: {question} \n        Correct ground truth: {answer} \n"
+        "        Detailed ground truth: {detailed_answer}\n        Predicted Answer: {pred} \n"
+        "        Provide your evaluation as a correct/incorrect prediction along with the score where the score is an "
+        "integer value between 0 (fully wrong) and 5 (fully correct). The middle score provides the percentage of "
+        "correctness. Please generate the response in the form of a json object with the following fields:\n"
+        "        ```\n        {\n            \"mark\": 4,  # The score of the prediction\n"
+        "            \"reason\": \"\",  # The reason for the score\n        }\n        ```\n    ")
+    q, a, d, p = "How many tools?", "3", "Three tools: grasper, hook, clipper.", "two {answer}"
+    want = official.replace("{question}", q).replace("{answer}", a).replace("{pred}", p).replace("{detailed_answer}", d)
+    assert render_prompt(cfg.judge.prompt, JudgeRequest(q, a, d, p)) == want.replace("two 3", "two {answer}")
+    assert (cfg.judge.temperature, cfg.judge.top_p, cfg.judge.max_tokens) == (0.01, 0.9, 512)
+
+
+@pytest.mark.integration
+def test_eval_protocol_official_as_a_user_runs_it(tiny_model_dir, testbed, records, tmp_path, capsys):
+    """`egoadapt eval ... protocol=official` on test-bed records (questions only: unscored): the
+    predictions record the official prompts, results.json the official prompt's identity."""
+    from egoadapt import cli
+
+    out = tmp_path / "official"
+    assert cli.main(["eval", f"checkpoint={tiny_model_dir}", "protocol=official", f"data.annotations={FIXTURE}",
+                     f"data.root={testbed}", f"out={out}", "limit=3", "generation.max_new_tokens=4", "progress=false",
+                     "cache_dir=null"]) == 0
+    preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    by_id = {str(r["id"]): r for r in records}
+    asked = {(p["id"], p["qa"]): p["prompt"] for p in preds}
+    assert asked == {(i, qa): (official_closeqa if qa == "close" else official_openqa)(by_id[i])
+                     for i in ("1", "2", "3") for qa in ("close", "open")}
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["prompt"]["name"] == "official" and results["counts"]["unscored"] == 6
+    assert results["config"]["generation"]["temperature"] == 0
