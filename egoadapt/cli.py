@@ -13,10 +13,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+from egoadapt.configs import CONF_DIR, RECIPES_DIR, SEARCHPATH, hydra_value
+
 RECIPE = "@recipe"  # config name of commands whose primary config is a recipe (recipe=NAME)
 INFO_FLAGS = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--shell-completion", "-sc"}  # Hydra runs no job
+# Hydra's flags that locate configs, in either spelling (`--config-dir DIR`, `--config-dir=DIR`, `-cd DIR`)
+LOCATION_FLAGS = {"--config-dir": "config_dir", "-cd": "config_dir", "--config-name": "config_name",
+                  "-cn": "config_name", "--config-path": "config_path", "-cp": "config_path"}
 
 # command words -> (module:function, primary config name, one-line help)
 COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
@@ -39,6 +42,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
                 " or every job of a training sweep (sweep=DIR)"),
     ("compare",): ("egoadapt.eval.compare:main", "compare",
                    "compare evaluations or rank a sweep (DIR... out=DIR [metric=NAME])"),
+    ("push",): ("egoadapt.publish:main", "push",
+                "a run's final model and its model card to the Hub (run=DIR repo=USER/NAME [--dry-run])"),
     ("demo",): ("egoadapt.demo:main", "demo",
                 "the whole study on synthetic data, CPU only (demo=full|ci out=DIR)"),
 }
@@ -46,6 +51,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
 POSITIONAL: dict[tuple[str, ...], str] = {("compare",): "runs"}
 # Short keys of a command: `data export split=FILE` -> `split.manifest=FILE` (`split` is a config group).
 ALIASES: dict[tuple[str, ...], dict[str, str]] = {("data", "export"): {"split": "split.manifest"}}
+# Flags of a command that stand for an override: `push --dry-run` -> `dry_run=true`.
+FLAGS: dict[tuple[str, ...], dict[str, str]] = {("push",): {"--dry-run": "dry_run=true"}}
 
 
 class UsageError(SystemExit):
@@ -84,31 +91,52 @@ def positional_overrides(words: tuple[str, ...], rest: list[str]) -> list[str]:
         return rest
     if any(a.split("=", 1)[0].lstrip("+~") == key for a in rest if "=" in a):
         raise UsageError(f"give {key} either as bare arguments or as {key}=[...], not both")
-    quoted = ",".join(_hydra_quote(a) for a in bare)
+    quoted = ",".join(hydra_value(a) for a in bare)
     return [a for a in rest if "=" in a or a.startswith("-")] + [f"{key}=[{quoted}]"]
 
 
 def aliased_overrides(words: tuple[str, ...], rest: list[str]) -> list[str]:
-    aliases = ALIASES.get(words, {})
+    aliases, flags = ALIASES.get(words, {}), FLAGS.get(words, {})
+    rest = [flags.get(a, a) for a in rest]
     return [f"{aliases[a.split('=', 1)[0]]}={a.split('=', 1)[1]}" if a.split("=", 1)[0] in aliases else a
             for a in rest]
 
 
-def _hydra_quote(s: str) -> str:
-    """A Hydra single-quoted string: backslashes are literal except before a quote (or the
-    closing quote), where they are doubled; quotes are escaped."""
-    s = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, s)
-    return "'" + s.replace("'", "\\'") + "'"
+def location_flags(rest: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Hydra's config-location flags pulled out of the arguments: ({config_dir|config_name|config_path:
+    value}, the other arguments)."""
+    found, others, args = {}, [], iter(rest)
+    for a in args:
+        flag, eq, value = a.partition("=")
+        if flag not in LOCATION_FLAGS:
+            others.append(a)
+            continue
+        value = value if eq else next(args, None)
+        if not value or value.startswith("-"):
+            raise UsageError(f"{flag} needs a value: {flag} VALUE or {flag}=VALUE")
+        found[LOCATION_FLAGS[flag]] = value
+    if "config_dir" in found and not Path(found["config_dir"]).expanduser().is_dir():
+        raise UsageError(f"--config-dir {found['config_dir']}: no such folder")
+    return found, others
 
 
-def compose(config_name: str, overrides: list[str], recipe: bool = False, hydra_config: bool = False) -> DictConfig:
-    """conf/<config_name>.yaml (or recipes/<config_name>.yaml on conf/) with Hydra overrides
-    (and the `hydra` node when `hydra_config`)."""
+def searchpath(config_dirs: list[str], recipe: bool) -> list[str]:
+    """The user's config folders first (as Hydra's --config-dir), then egoadapt's own (recipes)."""
+    own = SEARCHPATH if recipe else []
+    return [f"file://{Path(d).expanduser().resolve()}" for d in config_dirs] + own
+
+
+def compose(config_name: str, overrides: list[str], recipe: bool = False, hydra_config: bool = False,
+            config_dir: Path | None = None, config_dirs: list[str] = ()) -> DictConfig:
+    """conf/<config_name>.yaml (or a recipe in `config_dir`, default recipes/, on conf/) with Hydra
+    overrides, `config_dirs` searched first (and the `hydra` node when `hydra_config`)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
 
-    config_dir, extra = (RECIPES_DIR, [f"hydra.searchpath=[file://{CONF_DIR}]"]) if recipe else (CONF_DIR, [])
+    config_dir = config_dir or (RECIPES_DIR if recipe else CONF_DIR)
+    search = searchpath(list(config_dirs), recipe or config_dir != CONF_DIR)  # a user's primary config: on conf/
+    extra = [f"hydra.searchpath=[{','.join(search)}]"] if search else []
     with initialize_config_dir(config_dir=str(config_dir), version_base=None):
         try:
             return hydra_compose(config_name=config_name, overrides=extra + overrides, return_hydra_config=hydra_config)
@@ -130,11 +158,56 @@ def _hydra_error(msg: str, command: str) -> str:
     return f"unknown key {key} (did you mean {close}?)" if close else msg
 
 
-def recipes() -> list[str]:
-    return sorted(str(p.relative_to(RECIPES_DIR).with_suffix("")) for p in RECIPES_DIR.rglob("*.yaml"))
+def recipes(folder: Path | None = None) -> list[str]:
+    folder = folder or RECIPES_DIR
+    return sorted(str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.yaml"))
 
 
-def run_recipe(target: str, rest: list[str]) -> int:
+def find_recipe(name: str, config_dirs: list[str]) -> tuple[Path, str]:
+    """(folder, config name) of `recipe=`: a YAML file of the user's (`recipe=PATH.yaml`), else a
+    name under a --config-dir, else under egoadapt's recipes/."""
+    if name.endswith((".yaml", ".yml")):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise UsageError(f"recipe={name}: no such file")
+        return path.resolve().parent, path.stem
+    for folder in [Path(d).expanduser().resolve() for d in config_dirs] + [RECIPES_DIR]:
+        path = folder / f"{name}.yaml"
+        if path.is_file():  # its own folder as the primary one: a recipe `team/r1` is not packaged under `team`
+            return path.parent, path.stem
+    close = [r for r in recipes() if name.split("/")[-1] in r]
+    raise UsageError(f"unknown recipe {name!r}" + (f" (did you mean {close[0]}?)" if close else "")
+                     + "; recipes: " + ", ".join(recipes()) + ", or recipe=PATH.yaml for a file of yours")
+
+
+# Hydra's flags that take a value, and the value each takes when none is given (None: required)
+VALUE_FLAGS = {"--cfg": ("job", "hydra", "all"), "-c": ("job", "hydra", "all"),
+               "--info": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
+               "-i": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
+               "--package": None, "-p": None}
+
+
+def split_flags(args: list[str]) -> tuple[list[str], list[str]]:
+    """(Hydra's flags with their values, the overrides): Hydra wants its flags first."""
+    flags, plain, it = [], [], iter(args)
+    for a in it:
+        if a.split("=", 1)[0] in VALUE_FLAGS and "=" in a:
+            flags.append(a)
+        elif a in VALUE_FLAGS:
+            choices = VALUE_FLAGS[a]
+            value = next(it, None)
+            if choices is not None and value not in choices:  # `--cfg` alone means `--cfg job`
+                plain += [value] if value is not None else []
+                value = choices[0]
+            flags += [a, value] if value is not None else [a]
+        elif a.startswith("-"):
+            flags.append(a)
+        else:
+            plain.append(a)
+    return flags, plain
+
+
+def run_recipe(target: str, rest: list[str], located: dict[str, str]) -> int:
     """Hand over to Hydra's own entry point: run folders, `-m` sweeps and .hydra/ records as
     Hydra users know them. The recipe is the primary config; conf/ holds the groups."""
     import hydra
@@ -143,15 +216,17 @@ def run_recipe(target: str, rest: list[str]) -> int:
     from egoadapt.train.launch import runs_here
 
     name = next((a.split("=", 1)[1] for a in rest if a.startswith("recipe=")), None)
+    if located.get("config_name") and name and located["config_name"] != name:
+        raise UsageError(f"--config-name {located['config_name']} and recipe={name}: give one recipe")
+    name = name or located.get("config_name")
     if not name:
-        raise UsageError("recipe=NAME is required; recipes: " + ", ".join(recipes()))
-    if not (RECIPES_DIR / f"{name}.yaml").is_file():
-        close = [r for r in recipes() if name.split("/")[-1] in r]
-        raise UsageError(f"unknown recipe {name!r}" + (f" (did you mean {close[0]}?)" if close else "")
-                         + "; recipes: " + ", ".join(recipes()))
+        raise UsageError("recipe=NAME is required; recipes: " + ", ".join(recipes()) + ", or recipe=PATH.yaml")
+    dirs = [located[k] for k in ("config_dir", "config_path") if k in located]  # -cp: where the recipe is, too
+    folder, name = find_recipe(name, dirs)
     # any TRL config field may be set as trainer.<field>=...: force-add it (`++`), and let
     # egoadapt.train.run check the name against TRL's config class (with a did-you-mean)
-    overrides = [f"++{a}" if a.startswith("trainer.") else a for a in rest if not a.startswith("recipe=")]
+    overrides = [f"++{a}" if a.startswith("trainer.") else a for a in rest
+                 if not a.startswith(("recipe=", "trainer_file="))]
     fn = load_function(target)
     result = {}
 
@@ -160,25 +235,24 @@ def run_recipe(target: str, rest: list[str]) -> int:
 
     argv = sys.argv
     # Hydra's own flags (-m, --cfg job, ...) go before the overrides, or argparse rejects them
-    flags, plain, args = [], [], iter(overrides)
-    for a in args:
-        if a in ("--cfg", "-c", "--package", "-p", "--info"):
-            flags += [a, next(args, "job")]
-        elif a.startswith("-"):
-            flags.append(a)
-        else:
-            plain.append(a)
-    if not INFO_FLAGS & set(flags):  # every config-only check before Hydra writes anything (.hydra/, train.log)
+    flags, plain = split_flags(overrides)
+    trainer_file = next((a.split("=", 1)[1] for a in rest if a.startswith("trainer_file=")), None)
+    if trainer_file:  # before the user's own trainer.* overrides, which win
+        from egoadapt.config.trainer_file import trainer_file_overrides
+
+        algorithm = compose(name, plain, recipe=True, config_dir=folder, config_dirs=dirs).get("algorithm")
+        plain = trainer_file_overrides(trainer_file, algorithm) + plain
+    if not INFO_FLAGS & {f.split("=", 1)[0] for f in flags}:  # every config-only check before Hydra writes anything (.hydra/, train.log)
         preflight = load_function(target.split(":")[0] + ":preflight")
         for job in job_overrides(plain, multirun=bool({"-m", "--multirun"} & set(flags))):
-            cfg = compose(name, job, recipe=True, hydra_config=True)
+            cfg = compose(name, job, recipe=True, hydra_config=True, config_dir=folder, config_dirs=dirs)
             here = runs_here(cfg.hydra.launcher.get("_target_"))  # a Slurm job checks its node's GPUs itself
             with open_dict(cfg):
                 del cfg["hydra"]
             preflight(cfg, here=here)
-    sys.argv = ["egoadapt", *flags, f"hydra.searchpath=[file://{CONF_DIR}]", *plain]
+    sys.argv = ["egoadapt", *flags, f"hydra.searchpath=[{','.join(searchpath(dirs, recipe=True))}]", *plain]
     try:
-        hydra.main(config_path=str(RECIPES_DIR), config_name=name, version_base="1.3")(task)()
+        hydra.main(config_path=str(folder), config_name=name, version_base="1.3")(task)()
     finally:
         sys.argv = argv
     return int(result.get("rc") or 0)
@@ -210,10 +284,11 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     words, rest = split_command(argv)
+    located, rest = location_flags(rest)
     rest = aliased_overrides(words, positional_overrides(words, rest))
     target, config_name, help_ = COMMANDS[words]
     if config_name == RECIPE and not ({"-h", "--help"} & set(rest)):
-        return run_recipe(target, rest)
+        return run_recipe(target, rest, located)
     if config_name == RECIPE:
         print(f"egoadapt {' '.join(words)}: {help_}\n\nrecipes:\n  " + "\n  ".join(recipes()))
         print("\nshow a recipe's composed config: egoadapt train recipe=NAME out=DIR --cfg job")
@@ -223,7 +298,11 @@ def main(argv: list[str] | None = None) -> int:
         print(OmegaConf.to_yaml(compose(config_name, [])))
         return 0
     show = "--cfg" in rest
-    cfg = compose(config_name, [a for a in rest if a != "--cfg"])
+    # --config-dir DIR: groups and primary configs of the user's; --config-name NAME: the primary config
+    dirs = [located[k] for k in ("config_dir", "config_path") if k in located]
+    primary_dir = Path(dirs[0]).expanduser().resolve() if "config_name" in located and dirs else None
+    cfg = compose(located.get("config_name", config_name), [a for a in rest if a != "--cfg"],
+                  config_dir=primary_dir, config_dirs=dirs)
     if show:
         print(OmegaConf.to_yaml(cfg))
         return 0
