@@ -367,9 +367,24 @@ class Demo:
     eval_limit: int | None = rule(ge=1)
 
 
+@dataclass
+class Push:  # egoadapt.publish
+    run: str = MISSING
+    repo: str = MISSING
+    dry_run: bool = MISSING
+    out: str | None = rule(output="dir")
+    weights: str = rule("merged", "adapter")
+    base_model: str | None = MISSING
+    dataset: str | None = MISSING
+    tags: list[str] = MISSING
+    evals: list[str] | None = MISSING
+    private: bool = MISSING
+    commit_message: str | None = MISSING
+
+
 # primary config name (conf/<name>.yaml; "train" for recipes) -> schema
 SCHEMAS: dict[str, type] = {
     "train": Train, "eval": Eval, "score": Score, "data_validate": DataValidate, "data_split": DataSplit,
     "data_export": DataExport,
-    "data_synth": DataSynth, "model_tiny": ModelTiny, "compare": Compare, "demo": Demo,
+    "data_synth": DataSynth, "model_tiny": ModelTiny, "compare": Compare, "demo": Demo, "push": Push,
 }

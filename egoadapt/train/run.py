@@ -57,18 +57,23 @@ def trainer_kwargs(cfg: DictConfig, out: Path) -> dict[str, Any]:
         # TRL's config sets the process group up again; launched by DeepSpeed on CPU it finds no
         # backend without this and every rank takes world size 1 (DeepSpeed then refuses the batch)
         kwargs["ddp_backend"] = "gloo"
+    from egoadapt.tracking import job_identity, report_to
+
     logger = OmegaConf.to_container(cfg.logger, resolve=True) or {}
     kwargs.setdefault("report_to", logger.get("report_to", "none"))
-    if logger.get("run_name"):
-        kwargs.setdefault("run_name", logger["run_name"])
+    if report_to(logger):  # the run folder's name (and sweep), as the wandb run egoadapt starts has
+        kwargs.setdefault("run_name", job_identity(out, logger)[0])
+        if logger.get("project"):
+            kwargs.setdefault("project", logger["project"])  # trackio's project
     kwargs.update(output_dir=str(out), seed=int(cfg.seed), remove_unused_columns=False)
     if cfg.algorithm == "sft":
         kwargs.setdefault("dataset_kwargs", {"skip_prepare_dataset": True})
     return kwargs
 
 
-def preflight(cfg: DictConfig) -> None:
-    """Config-only checks: no model, no data touched."""
+def preflight(cfg: DictConfig, here: bool = True) -> None:
+    """Config-only checks: no model, no data touched. `here`: the job runs on this machine (false
+    when a cluster launcher submits it elsewhere: the job checks its node's GPUs when it starts)."""
     import torch
 
     from egoadapt.config import ConfigError, check
@@ -81,7 +86,7 @@ def preflight(cfg: DictConfig) -> None:
     if cfg.get("out") in (None, "", "???"):
         raise TrainConfigError("out=DIR is required (the run folder)")
     trl_config_class(cfg.algorithm)
-    if cfg.get("requires_gpu") and not torch.cuda.is_available():
+    if here and cfg.get("requires_gpu") and not torch.cuda.is_available():
         raise TrainConfigError(f"this recipe is sized for GPUs ({cfg.get('requires_gpu')}) and this machine has none;"
                                " use a tiny recipe (recipe=demo/tiny_sft) or launch it on a GPU node")
     try:
@@ -109,6 +114,18 @@ def preflight(cfg: DictConfig) -> None:
         except JudgeConfigError as e:
             raise TrainConfigError(str(e)) from None
     trainer_kwargs(cfg, Path(cfg.out))  # unknown trainer keys fail here
+    if cfg.trainer.get("push_to_hub"):
+        raise TrainConfigError("trainer.push_to_hub=true would upload the whole run folder (checkpoints, "
+                               "rollout_weights/, the model before the LoRA merge); train without it, then publish "
+                               "the final model with its card: egoadapt push run=OUT repo=USER/NAME")
+    from egoadapt.tracking import tracker_problems
+
+    if found := tracker_problems(cfg.get("logger")):  # before the model loads, not in TRL's callback after it
+        raise TrainConfigError("; ".join(found))
+    from egoadapt.train.launch import launch_problems
+
+    if found := launch_problems(cfg):
+        raise TrainConfigError("; ".join(found))
 
 
 def train_samples(cfg: DictConfig, out: Path):
@@ -135,14 +152,18 @@ def save_run_config(cfg: DictConfig, out: Path) -> None:
     tmp.replace(out / "config.yaml")
 
 
-def setup_logging_backends(cfg: DictConfig) -> None:
-    report = str(cfg.logger.get("report_to", "none"))
-    if "wandb" in report:
-        os.environ.setdefault("WANDB_PROJECT", str(cfg.logger.get("project", "egoadapt")))
-        if not os.environ.get("WANDB_API_KEY"):
-            os.environ.setdefault("WANDB_MODE", "offline")  # never blocks on a login prompt
-    if "wandb" in report and cfg.logger.get("dir"):
-        os.environ.setdefault("WANDB_DIR", str(cfg.logger.dir))
+def start_tracking(cfg: DictConfig, out: Path, opened: list) -> None:
+    """The wandb run (name, group, config) before TRL's callback would start a bare one; when
+    wandb cannot start even offline, it is disabled for this process: tracking never fails a run."""
+    from egoadapt.tracking import report_to, start_training_run
+
+    if "wandb" not in report_to(cfg.logger):
+        return
+    tracked = start_training_run(cfg, out)
+    if tracked is None:
+        os.environ["WANDB_MODE"] = "disabled"
+    else:
+        opened.append(tracked)
 
 
 def build_engine(cfg: DictConfig, video, out: Path, world_size: int, context=None):
@@ -234,7 +255,6 @@ def _run(cfg: DictConfig, out: Path, opened: list) -> Path:
     from egoadapt.train.video import VideoInputs
 
     preflight(cfg)
-    setup_logging_backends(cfg)
     set_seed(int(cfg.seed))
     # the process group first: rank 0 alone writes the run folder, the others wait for it.
     # cpu=True where there is no GPU, or `accelerate launch --multi_gpu` on CPU would leave
@@ -246,6 +266,7 @@ def _run(cfg: DictConfig, out: Path, opened: list) -> Path:
         raise TrainConfigError(f"trainer: {e}") from None
     if state.is_main_process:
         save_run_config(cfg, out)
+        start_tracking(cfg, out, opened)
         check_servers(cfg)  # the rollout server and the judge answer, before the data loads
     samples = train_samples(cfg, out)
     processor = load_processor(cfg.model)
@@ -361,7 +382,12 @@ def main(cfg: DictConfig) -> int:
 
     out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path(cfg.out)
     try:
-        run(cfg, out)
+        if cfg.get("accelerate", {}).get("config_file"):  # e.g. each job of a Slurm sweep on its node
+            from egoadapt.train.launch import launch_job
+
+            launch_job(cfg, out)  # its ranks run the preflight, on the node that has the GPUs
+        else:
+            run(cfg, out)
     except DataError as e:  # names file, record and field: no traceback needed
         raise SystemExit(f"egoadapt train: {e}") from None
     return 0

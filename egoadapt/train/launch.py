@@ -1,0 +1,109 @@
+"""A training job that starts its own `accelerate launch` (`accelerate.config_file=FILE`).
+
+What a sweep job on a cluster needs: Hydra's submitit launcher runs each job's function as one
+Slurm task on its node, and that function must start the node's N training processes. It writes
+the job's resolved config to `<job>/config.yaml` (the job's overrides applied, `out` = the job's
+folder) and runs
+
+    python -m accelerate.commands.launch --config_file FILE [--num_processes N] \
+        --main_process_port PORT -m egoadapt.train.launch <job>/config.yaml
+
+whose processes train exactly that config (`python -m egoadapt.train.launch CONFIG`): no second
+composition, no second `.hydra/` record, so the sweep's `<job>/.hydra/overrides.yaml` stays what
+`egoadapt compare` ranks by. The job fails when the launch fails.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("egoadapt.train")
+
+# Hydra launchers that run a sweep's jobs on this machine (anything else, e.g. Slurm, runs them
+# where this machine's GPUs say nothing: each job checks its own when it starts)
+LOCAL_LAUNCHERS = frozenset({
+    "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",
+    "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+})
+
+
+def runs_here(launcher_target: str | None) -> bool:
+    return not launcher_target or launcher_target in LOCAL_LAUNCHERS
+
+
+def under_launcher() -> bool:
+    """This process is one rank of accelerate launch / torchrun / deepspeed."""
+    return "LOCAL_RANK" in os.environ
+
+
+def launch_problems(cfg: DictConfig) -> list[str]:
+    """Config-only checks of `accelerate.*` (preflight)."""
+    acc = cfg.get("accelerate") or {}
+    config_file = acc.get("config_file")
+    if not config_file:
+        return []
+    if not Path(str(config_file)).is_file():
+        return [f"accelerate.config_file={config_file}: no such file (e.g. launch/accelerate/zero3_8gpu.yaml)"]
+    return []
+
+
+def free_port() -> int:
+    """A port for the launch's rendezvous: two jobs on one node must not both take 29500."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def accelerate_command(acc: DictConfig, config_path: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", os.path.abspath(acc.config_file)]
+    if acc.get("num_processes"):
+        cmd += ["--num_processes", str(int(acc.num_processes))]
+    cmd += ["--main_process_port", str(acc.get("main_process_port") or free_port())]
+    return cmd + ["-m", "egoadapt.train.launch", str(config_path)]
+
+
+def launch_job(cfg: DictConfig, out: Path) -> None:
+    """Train `cfg` in `out` as an accelerate launch; raise when it fails."""
+    from egoadapt.train.run import TrainConfigError, save_run_config
+
+    if under_launcher():
+        raise TrainConfigError("accelerate.config_file starts its own accelerate launch, and this process is already "
+                               "a rank of one (accelerate launch / torchrun): drop accelerate.config_file, or run "
+                               "`egoadapt train` without a launcher")
+    cfg = OmegaConf.merge(cfg, {"out": str(out.resolve())})
+    save_run_config(cfg, out)
+    cmd = accelerate_command(cfg.accelerate, out / "config.yaml")
+    log.info("launching: %s", " ".join(cmd))
+    rc = subprocess.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
+    if rc != 0:
+        raise TrainConfigError(f"accelerate launch for {out} exited with {rc} (its output is in this job's log)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One rank of a launched job: train the resolved config at argv[0]."""
+    from egoadapt.data.load import DataError
+    from egoadapt.train.run import run
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        raise SystemExit("usage: python -m egoadapt.train.launch <job>/config.yaml (started by accelerate launch)")
+    cfg = OmegaConf.load(args[0])
+    out = Path(cfg.out)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s",
+                        handlers=[logging.StreamHandler(), logging.FileHandler(out / "train.log")])
+    try:
+        run(cfg, out)
+    except DataError as e:
+        raise SystemExit(f"egoadapt train: {e}") from None
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
