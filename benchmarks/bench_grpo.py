@@ -246,7 +246,9 @@ def run(quick: bool = False) -> list[dict]:
         sample_ids = list(dict.fromkeys(hf.train_dataset["sample_id"]))
         from omegaconf import OmegaConf
 
-        reward_cfg = OmegaConf.load(common.ROOT / "conf" / "reward" / "default.yaml")
+        from egoadapt.configs import CONF_DIR
+
+        reward_cfg = OmegaConf.load(CONF_DIR / "reward" / "default.yaml")
         trl_, image_tokens = stock_trl_trainer(model_dir, hf.video, sample_ids, tmp / "trl", reward_cfg)
         video_tokens = sum(hf.video.num_video_tokens(s) for s in sample_ids[:8]) / min(8, len(sample_ids))
         frames_per_clip = int(hf.video.vision(sample_ids[0])["num_frames"])

@@ -53,8 +53,10 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(ROOT))
 
+from egoadapt.configs import CONF_DIR  # noqa: E402
+
 TESTBED = ROOT / "tests" / "fixtures" / "egocross" / "egocross_testbed_imgs.json"
-RECIPE_MODEL = ROOT / "conf" / "model" / "qwen2_5_vl_7b.yaml"
+RECIPE_MODEL = CONF_DIR / "model" / "qwen2_5_vl_7b.yaml"
 BUDGET_S = 480.0  # the rehearsal's target: under 8 minutes on an H100/H200
 T_START = time.perf_counter()  # the budget counts from the start of the process (imports included)
 
@@ -374,7 +376,7 @@ def rehearse(plan: Plan, out: Out, card: dict[str, Any]) -> int:
     samples = load_samples({"format": "egocross", "annotations": str(annotations), "root": str(tmp / "data"),
                             "fps": {"default": 0.5, "CholecTrack20_png": 1.0, "EgoSurgery": 1.0}})
     cache_dir = tmp / "cache"
-    frames_cfg = OmegaConf.load(ROOT / "conf" / "frames" / "default.yaml")  # the job's: decode cap, odd frames, ...
+    frames_cfg = OmegaConf.load(CONF_DIR / "frames" / "default.yaml")  # the job's: decode cap, odd frames, ...
     video = VideoInputs(samples, processor, frames_cfg, None, cache=InputCache(cache_dir))
     prompt_tokens: dict[int, int] = {}
     for n in plan.frames:

@@ -9,15 +9,15 @@ from __future__ import annotations
 import json
 import re
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Literal
 
+from egoadapt.configs import CONF_DIR
 from egoadapt.data.load import DataError, Problem, cfg_get
 from egoadapt.data.schema import Sample, answer_as_text, has_answer_text
 
 QA = Literal["closeqa", "openqa"]
 PLACEHOLDER = re.compile(r"\{(question|options|fps_line|time_hint|original_fps|sampling_fps|domain_context)\}")
-DEFAULT_PROMPT = Path(__file__).resolve().parents[2] / "conf" / "prompt" / "default.yaml"
+DEFAULT_PROMPT = CONF_DIR / "prompt" / "default.yaml"
 
 
 @lru_cache(maxsize=1)

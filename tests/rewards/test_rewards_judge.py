@@ -13,6 +13,7 @@ import pytest
 import yaml
 from judge_stub_server import StubJudgeServer
 
+from egoadapt.configs import CONF_DIR
 from egoadapt.rewards.judge import (
     DEFAULT_PROMPT,
     Judge,
@@ -243,7 +244,7 @@ def test_prompt_is_filled_in_one_pass():
 
 
 def test_config_prompt_matches_code_default_and_settings_validate():
-    cfg = yaml.safe_load((REPO / "conf/judge/openai.yaml").read_text())
+    cfg = yaml.safe_load((CONF_DIR / "judge" / "openai.yaml").read_text())
     assert cfg["prompt"] == DEFAULT_PROMPT
     assert cfg["api_key_env"] == "EGOADAPT_JUDGE_API_KEY"
     with pytest.raises(ValueError, match="environment variable"):

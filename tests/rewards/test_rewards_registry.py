@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from judge_stub_server import StubJudgeServer
 
+from egoadapt.configs import CONF_DIR
 from egoadapt.rewards.judge import Judge, JudgeSettings
 from egoadapt.rewards.registry import (
     available_rewards,
@@ -17,7 +17,7 @@ from egoadapt.rewards.registry import (
     register_reward,
 )
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = CONF_DIR
 OPTIONS = ["hook", "scissors", "grasper", "clipper"]
 
 
