@@ -34,7 +34,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("data", "export"): ("egoadapt.data.export:main", "data_export",
                          "write a split for other trainers (split=FILE format=hf|swift|llamafactory out=DIR)"),
     ("train",): ("egoadapt.train.run:main", RECIPE,
-                 "SFT or GRPO from a recipe (recipe=NAME out=DIR key=value ...; -m for sweeps)"),
+                 "SFT or GRPO from a recipe (recipe=NAME|PATH.yaml out=DIR key=value ...; -m for sweeps)"),
     ("score",): ("egoadapt.eval.score:main", "score",
                  "score a predictions JSONL (predictions=FILE data.annotations=FILE mode=official|training out=DIR)"),
     ("eval",): ("egoadapt.eval.run:main", "eval",
