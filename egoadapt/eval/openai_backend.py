@@ -42,7 +42,7 @@ MAX_RESPONSE_BYTES = 20_000_000
 
 def check_openai_config(cfg: Any) -> None:
     """Preflight of the `openai` node for backend=openai: EvalError naming the key."""
-    for key, example in (("base_url", "http://127.0.0.1:8000/v1"), ("model", "NAME")):
+    for key in ("base_url", "model"):
         value = cfg.get(key) if cfg is not None else None
         if not isinstance(value, str) or not value.strip():
             raise EvalError(f"backend=openai needs openai.{key} (e.g. openai.base_url=http://127.0.0.1:8000/v1 "

@@ -1,5 +1,5 @@
 """`egoadapt eval checkpoint=PATH data.annotations=FILE [data.answers=FILE] [split.manifest=FILE]
-backend=hf|vllm out=DIR [qa=close|open|both] [submission.template=FILE submission.out=FILE]`
+backend=hf|vllm|openai out=DIR [qa=close|open|both] [submission.template=FILE submission.out=FILE]`
 
 Steps: pick the questions (a manifest's test side, or every record), generate what
 out/predictions.jsonl does not have yet (`egoadapt.eval.generate`), score every
