@@ -103,7 +103,7 @@ def rows(samples: list[Sample], cfg: Any, side: str, media: MediaWriter) -> list
             system = next((b["content"][0]["text"] for b in messages if b["role"] == "system"), None)
             prompt = messages[-1]["content"][-1]["text"]
             answered = s.answer_letter if qa == "closeqa" else s.answer_text
-            if side == "train" or answered:  # training needs the answer: target_text names a missing one
+            if side == "train" or answered not in (None, ""):  # training needs it: target_text names a missing one
                 target = target_text(s, qa, cfg.prompt)
             else:
                 target = None

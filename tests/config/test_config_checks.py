@@ -16,7 +16,7 @@ from egoadapt.config import ConfigError, check, is_secret_key, problems
 from egoadapt.config.trainer import grpo_batch_problem
 
 SECRET = "sk-do-not-print-me"
-GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
+GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and not p.name.startswith("_"))  # not __pycache__
 PRIMARY = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
 
 
