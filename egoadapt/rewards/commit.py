@@ -23,6 +23,7 @@ other candidates, disjunctions and negations, so a hedge cannot hide after a ful
 """
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -88,9 +89,10 @@ def _tokens(text: str) -> list[_Tok]:
     return out
 
 
-def _words(text: str) -> list[str]:
+@functools.lru_cache(maxsize=8192)
+def _words(text: str) -> tuple[str, ...]:
     """Lower-case tokens without articles: the unit option texts and echoes are compared in."""
-    return [t.text for t in _tokens(_prepare(text)) if t.text not in _ARTICLES]
+    return tuple(t.text for t in _tokens(_prepare(text)) if t.text not in _ARTICLES)
 
 
 def _prepare(text: str) -> str:
@@ -98,6 +100,7 @@ def _prepare(text: str) -> str:
     return s.replace("→", " then ").replace("->", " then ").replace("’", "'")
 
 
+@functools.lru_cache(maxsize=65536)
 def _stem(w: str) -> str:
     for suffix in ("ing", "ed", "es", "s"):
         if len(w) > len(suffix) + 2 and w.endswith(suffix):
@@ -116,12 +119,12 @@ def commitment(value: str, *, qa: str, options: Sequence[Any] = (), answer: Any 
     # ---- candidates: option texts (longest first), the reference answer, CloseQA letters
     q_words = _words(question)
     q_text = f" {' '.join(q_words)} "
-    answer_words = _words(str(answer)) if answer is not None and str(answer).strip() else []
-    needles: list[tuple[list[str], str]] = []
+    answer_words = _words(str(answer)) if answer is not None and str(answer).strip() else ()
+    needles: list[tuple[tuple[str, ...], str]] = []
     for i, opt in enumerate(options):
         w = _words(str(opt))
         if w and w == answer_words:
-            answer_words = []  # the answer is this option: one candidate, by its letter
+            answer_words = ()  # the answer is this option: one candidate, by its letter
         if w and f" {' '.join(w)} " not in q_text:  # an option the question names is not a candidate
             needles.append((w, LETTERS[i]))
     if answer_words and f" {' '.join(answer_words)} " not in q_text:
@@ -131,7 +134,7 @@ def commitment(value: str, *, qa: str, options: Sequence[Any] = (), answer: Any 
     i = 0
     while i < n:
         for w, cid in needles:
-            if words[i:i + len(w)] == w:
+            if tuple(words[i:i + len(w)]) == w:
                 for k in range(i, i + len(w)):
                     cand[k] = cid
                 i += len(w)

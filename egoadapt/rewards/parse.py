@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import bisect
+import functools
 import itertools
 import json
 import re
@@ -176,6 +177,12 @@ def _edit_distance(a: str, b: str, limit: int) -> int:
     return prev[-1]
 
 
+@functools.lru_cache(maxsize=4096)
+def _near_prediction(key: str) -> bool:
+    k = re.sub(r"[^a-z]", "", key.lower())
+    return 7 <= len(k) <= 13 and _edit_distance(k, PREDICTION_FIELD, 2) <= 2
+
+
 def is_prediction_key(key: Any, official: bool = False) -> bool:
     """THE rule for which key of an answer dict holds the answer.
 
@@ -186,10 +193,9 @@ def is_prediction_key(key: Any, official: bool = False) -> bool:
     """
     if not isinstance(key, str):
         return False
-    if official:
+    if official or key == PREDICTION_FIELD:
         return key == PREDICTION_FIELD
-    k = re.sub(r"[^a-z]", "", key.lower())
-    return 7 <= len(k) <= 13 and _edit_distance(k, PREDICTION_FIELD, 2) <= 2
+    return len(key) <= 40 and _near_prediction(key)
 
 
 def prediction_values(obj: dict, official: bool = False) -> list[Any]:

@@ -22,12 +22,13 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from egoadapt.rewards.judge import FALLBACK_STATUSES, Judge
 from egoadapt.rewards.parse import parse_answer
-from egoadapt.rewards.scoring import Score, ScoringConfig, Target, score_outputs
+from egoadapt.rewards.scoring import ZERO_CREDIT_REASONS, Score, ScoringConfig, Target, score_outputs
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class BatchScorer:
             scores = score_outputs(texts, targets, self.cfg, self.judge)
             self._last_key, self._last = key, scores
             rate = self._judge_health(scores)
-        self._log(columns.get("log_metric"), scores, before, rate)
+        self._log(columns, scores, before, rate)
         return scores
 
     def _judge_health(self, scores: list[Score]) -> float | None:
@@ -136,12 +137,22 @@ class BatchScorer:
             self._failing_batches = 0
         return rate
 
-    def _log(self, log_metric, scores: list[Score], before: dict | None, judge_failure_rate: float | None) -> None:
+    def _log(self, columns: Mapping[str, Any], scores: list[Score], before: dict | None,
+             judge_failure_rate: float | None) -> None:
+        """Per step: the share of outputs that earned nothing for each reason (zero_credit/<reason>, so a
+        drift toward a loophole shows as a rising curve) and, in TRL's completions table, each
+        output's reason (column zero_credit, empty when it earned something)."""
+        log_metric, log_extra = columns.get("log_metric"), columns.get("log_extra")
+        if callable(log_extra) and scores:
+            log_extra("zero_credit", [s.zero_credit or "" for s in scores])
         if not callable(log_metric) or not scores:
             return
         n = len(scores)
-        for issue in ("ambiguous", "too_long", "lists_candidates", "empty"):
-            log_metric(f"score/{issue}", sum(s.issue == issue for s in scores) / n)
+        reasons = Counter(s.zero_credit for s in scores if s.zero_credit)
+        for reason in ZERO_CREDIT_REASONS:
+            log_metric(f"zero_credit/{reason}", reasons.pop(reason, 0) / n)
+        log_metric("zero_credit/other", sum(reasons.values()) / n)
+        log_metric("zero_credit/any", sum(s.zero_credit is not None for s in scores) / n)
         if self.judge is not None and before is not None:
             after = self.judge.counters
             for k in JUDGE_METRICS:

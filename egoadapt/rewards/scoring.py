@@ -133,6 +133,17 @@ class Score:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def zero_credit(self) -> str | None:
+        """Why this output earned nothing (its issue, else "wrong"); None when it earned something."""
+        return None if self.reward > 0 else (self.issue or "wrong")
+
+
+# Why an output earns nothing, as the GRPO logs count them per step (zero_credit/<reason>); any
+# other issue (judge faults, ...) is counted as "other".
+ZERO_CREDIT_REASONS = ("hedge", "negation", "empty", "no_answer", "no_prediction_field", "not_string", "invalid_letter",
+                       "duplicate_keys", "too_long", "wrong_candidate", "wrong", "unjudged")
+
 
 def _pred_str(value: Any) -> str | None:
     if value is None or value == "":
@@ -174,12 +185,13 @@ def _training(output: str, t: Target, cfg: ScoringConfig, parsed: Parsed):
         return nothing("duplicate_keys")
     kind = match.task_kind(t.category, t.question_type) if cfg.task_aware else None
     if t.qa == "close":
+        if parsed.raw:  # a hedge or negation is named as such even where no single letter was read
+            c = commitment(parsed.raw, qa="close", options=t.options, answer=t.answer_text, question=t.question,
+                           kind=kind)
+            if c.issue:
+                return nothing(c.issue, "letter")
         if parsed.prediction is None or parsed.issue in _HEDGE_ISSUES:
             return nothing("hedge" if parsed.issue in _HEDGE_ISSUES else (parsed.issue or "no_answer"), "letter")
-        c = commitment(parsed.raw or "", qa="close", options=t.options, answer=t.answer_text, question=t.question,
-                       kind=kind)
-        if c.issue:
-            return nothing(c.issue, "letter")
         ok = match.letter_match(parsed.prediction, t.answer_letter)
         return Score("close", parsed.prediction, parsed.format_ok, ok, float(ok), "letter",
                      None if ok else (parsed.issue or "wrong"))
@@ -212,9 +224,11 @@ def _training(output: str, t: Target, cfg: ScoringConfig, parsed: Parsed):
         if hit is not None:
             return Score("open", pred, parsed.format_ok, hit, float(hit), "spatial")
 
-    answer_letter = (t.answer_letter or "").strip().upper()
     named = [x for x in c.candidates if x == "answer" or x in LETTERS]
-    names_answer = bool({"answer", answer_letter} & set(named))
+    answer_norm = match.normalize_text(t.answer_text)
+    names_answer = any(x == "answer" or (LETTERS.index(x) < len(t.options)  # duplicate option texts: any copy
+                                         and match.normalize_text(t.options[LETTERS.index(x)]) == answer_norm)
+                       for x in named)
     if named and not names_answer:  # one candidate, not the answer: wrong without asking the judge
         return nothing("wrong_candidate")
     if names_answer and c.free_words == 0:  # the answer, in words that add nothing else
@@ -260,11 +274,15 @@ def score_outputs(
     rule = _official if cfg.mode == "official" else _training
     scores: list[Score] = []
     pending: list[tuple[int, JudgeRequest]] = []
+    parses: dict[tuple, Parsed] = {}
     for i, (out, t) in enumerate(zip(outputs, targets)):
         text = out if isinstance(out, str) else ("" if out is None else str(out))
         if t.qa not in ("close", "open"):
             raise ValueError(f"target {i}: qa must be 'close' or 'open', got {t.qa!r}")
-        parsed = parse_answer(text, t.options or None, t.qa)
+        key = (text, t.options, t.qa)  # one parse per output and option set (a GRPO group, the audit's priors)
+        parsed = parses.get(key)
+        if parsed is None:
+            parsed = parses[key] = parse_answer(text, t.options or None, t.qa)
         result = rule(text, t, cfg, parsed)
         if isinstance(result, tuple):
             score, request = result

@@ -150,3 +150,24 @@ def test_qa_column_accepts_prompt_names_and_refuses_others():
     assert acc(prompts=None, completions=outs, **columns(2, ["CloseQA", "openqa"])) == [1.0, 1.0]
     with pytest.raises(ValueError, match="qa must be"):
         acc(prompts=None, completions=outs[:1], **columns(1, ["multiple-choice"]))
+
+
+def test_zero_credit_reasons_are_counted_per_step_and_tabled():
+    """Each reason an output earned nothing is a per-step metric (a policy drifting toward a
+    loophole shows as a rising zero_credit/<reason>) and a column of TRL's completions table."""
+    funcs, _ = build_reward_funcs(reward_cfg())
+    acc = funcs[1]
+    outs = [json.dumps({"prediction": "B"}), json.dumps({"prediction": "A or B"}),
+            json.dumps({"prediction": "not A"}), json.dumps({"prediction": ""}), json.dumps({"prediction": "A"}),
+            json.dumps({"Predicton": "B"}), json.dumps({"reason": "B"}), "x" * 5000]
+    metrics, extra = {}, {}
+    cols = columns(len(outs), ["close"] * len(outs))
+    cols["log_metric"] = lambda name, value: metrics.__setitem__(name, value)
+    cols["log_extra"] = lambda column, values: extra.__setitem__(column, values)
+    assert acc(prompts=None, completions=outs, **cols) == [1.0, 0, 0, 0, 0, 1.0, 0, 0]
+    assert extra["zero_credit"] == ["", "hedge", "negation", "empty", "wrong", "", "no_prediction_field", "too_long"]
+    n = len(outs)
+    for reason in ("hedge", "negation", "empty", "wrong", "no_prediction_field", "too_long"):
+        assert metrics[f"zero_credit/{reason}"] == pytest.approx(1 / n), reason
+    assert metrics["zero_credit/any"] == pytest.approx(6 / n) and metrics["zero_credit/other"] == 0.0
+    assert metrics["zero_credit/wrong_candidate"] == 0.0  # every reason is logged every step (continuous curves)

@@ -60,8 +60,8 @@ def test_wandb_offline_logs_reward_components_and_completions(tiny_model_dir, sy
     tables = list(runs[0].glob("files/media/table/completions_*.table.json"))
     assert tables
     table = json.loads(tables[0].read_text())
-    assert {"prompt", "completion", "format", "accuracy", "advantage"} <= set(table["columns"])
+    assert {"prompt", "completion", "format", "accuracy", "advantage", "zero_credit"} <= set(table["columns"])
     assert all(row[table["columns"].index("prompt")].startswith("<video>") for row in table["data"])
     state = json.loads((out / "trainer_state.json").read_text())
     logged = set().union(*(h.keys() for h in state["log_history"]))
-    assert {"rewards/format/mean", "rewards/accuracy/mean", "reward"} <= logged
+    assert {"rewards/format/mean", "rewards/accuracy/mean", "reward", "zero_credit/hedge", "zero_credit/any"} <= logged
