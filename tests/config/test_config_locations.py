@@ -140,3 +140,18 @@ def test_hydra_value_round_trips_through_hydra():
     value = {"a_b": [1, 2.5e-06, None, True], "q": "it's \\ here\\", "d": {"use_reentrant": False}}
     parsed = OverridesParser.create().parse_override(f"x={configs.hydra_value(value)}").value()
     assert json.loads(json.dumps(parsed)) == value
+
+
+@pytest.mark.integration
+def test_a_user_recipe_with_a_trl_yaml_trains(tiny_model_dir, synth_dir, tmp_path, user_recipe):
+    """Through Hydra's own entry point (not --cfg): the run's config.yaml holds the merged values."""
+    trl = tmp_path / "trl.yaml"
+    trl.write_text(f"model_name_or_path: {tiny_model_dir}\nmax_steps: 2\nper_device_train_batch_size: 4\n"
+                   "learning_rate: 1.0e-2\nsave_strategy: 'no'\n")
+    out = tmp_path / "run"
+    assert main(["train", f"recipe={user_recipe}", f"trainer_file={trl}", f"data.root={synth_dir}", f"out={out}",
+                 f"cache_dir={tmp_path / 'cache'}", "trainer.learning_rate=5e-3"]) == 0
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["model"]["path"] == str(tiny_model_dir) and cfg["trainer"]["max_steps"] == 2
+    assert cfg["trainer"]["learning_rate"] == 5e-3 and cfg["trainer"]["num_train_epochs"] == 3
+    assert (out / "final" / "model.safetensors").is_file()
