@@ -3,9 +3,21 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
+import re
 import shutil
 from pathlib import Path
+from typing import Any
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_text(obj: Any, **kwargs: Any) -> str:
+    """`json.dumps` whose text any UTF-8 writer and strict JSON reader accepts, whatever a model
+    wrote: lone surrogates (a "\\ud800" escape, a broken pair) become U+FFFD; NULs and control
+    characters are escaped by JSON itself."""
+    return _SURROGATE.sub("\ufffd", json.dumps(obj, ensure_ascii=False, **kwargs))
 
 
 class FolderBusyError(RuntimeError):

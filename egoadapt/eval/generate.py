@@ -34,6 +34,7 @@ from typing import Any
 from egoadapt.data.frames import check_source, on_skip, skip_mode
 from egoadapt.data.load import DataError, Problem
 from egoadapt.data.schema import Sample
+from egoadapt.files import json_text
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class PredictionsLog:
         return done
 
     def append(self, records: Iterable[Mapping[str, Any]]) -> None:
-        text = "".join(json.dumps(dict(r), ensure_ascii=False) + "\n" for r in records)
+        text = "".join(json_text(dict(r)) + "\n" for r in records)  # any model output, lone surrogates too
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(text)

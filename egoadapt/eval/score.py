@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from egoadapt.data.schema import Sample, has_answer_text
+from egoadapt.files import json_text
 from egoadapt.rewards.judge import FALLBACK_STATUSES, Judge, check_judge_config, settings_dict
 from egoadapt.rewards.scoring import MODES, Score, ScoringConfig, Target, score_outputs
 
@@ -51,12 +52,14 @@ class Prediction:
     line: int
 
 
-def read_predictions(path: str | os.PathLike) -> list[Prediction]:
-    """Parse and check a predictions JSONL; every bad line is reported (first 10) in one error."""
+def read_predictions(path: str | os.PathLike, bad: list[str] | None = None) -> list[Prediction]:
+    """Parse and check a predictions JSONL. A bad line (not JSON, bytes that are not UTF-8, a field
+    missing or of the wrong type, a duplicate) is named by file, line and field: appended to `bad`
+    and skipped when a list is given (the rest is scored), else every one is raised in one error."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ScoreInputError(f"{path}: predictions file not found")
-    errors: list[str] = []
+    errors: list[str] = bad if bad is not None else []
     preds: list[Prediction] = []
     first_line: dict[tuple[str, str | None], int] = {}
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -65,7 +68,7 @@ def read_predictions(path: str | os.PathLike) -> list[Prediction]:
                 continue
             where = f"{path}:{n}"
             try:
-                rec = json.loads(line)
+                rec = json.loads(line, strict=False)  # raw control characters (a NUL) inside strings too
             except json.JSONDecodeError as e:
                 errors.append(f"{where}: invalid JSON ({e.msg} at column {e.colno})")
                 continue
@@ -95,35 +98,47 @@ def read_predictions(path: str | os.PathLike) -> list[Prediction]:
                 continue
             first_line[key] = n
             preds.append(Prediction(str(rid), output, qa, n))
-    _raise_if(errors)
+    if bad is None:
+        _raise_if(errors)
     return preds
 
 
 def _raise_if(errors: list[str]) -> None:
     if errors:
-        more = f"\n... and {len(errors) - MAX_REPORTED_ERRORS} more" if len(errors) > MAX_REPORTED_ERRORS else ""
-        raise ScoreInputError("\n".join(errors[:MAX_REPORTED_ERRORS]) + more)
+        raise ScoreInputError(_bad_lines_message(errors, header=False))
 
 
-def targets_for(preds: Sequence[Prediction], samples: Mapping[str, Sample], source: str) -> list[Target]:
-    """The reference of every prediction; unknown ids and missing answers are errors."""
-    errors, targets = [], []
+def _bad_lines_message(errors: list[str], header: bool = True) -> str:
+    more = f"\n... and {len(errors) - MAX_REPORTED_ERRORS} more" if len(errors) > MAX_REPORTED_ERRORS else ""
+    head = f"{len(errors)} bad prediction line(s), not scored:\n" if header else ""
+    return head + "\n".join(errors[:MAX_REPORTED_ERRORS]) + more
+
+
+def targets_for(preds: Sequence[Prediction], samples: Mapping[str, Sample], source: str,
+                bad: list[str] | None = None) -> list[Target | None]:
+    """The reference of every prediction. An unknown id or a missing answer is an error, or with a
+    `bad` list is appended there and that prediction's target is None (not scored)."""
+    errors: list[str] = []
+    targets: list[Target | None] = []
     for p in preds:
         s = samples.get(p.id)
+        qa = p.qa or ("close" if s is not None and s.options else "open")
         if s is None:
             errors.append(f"{source}:{p.line}: field 'id': {p.id!r} is not in the annotations")
-            continue
-        qa = p.qa or ("close" if s.options else "open")
-        if qa == "close" and (not s.options or s.answer_letter is None):
+        elif qa == "close" and (not s.options or s.answer_letter is None):
             errors.append(f"{source}:{p.line}: id {p.id!r} has no options or answer letter to score CloseQA "
                           "(pass data.answers=FILE, or the answers file as data.annotations)")
-            continue
-        if qa == "open" and not has_answer_text(s.answer_text):
+        elif qa == "open" and not has_answer_text(s.answer_text):
             errors.append(f"{source}:{p.line}: id {p.id!r} has no answer_text to score OpenQA "
                           "(pass data.answers=FILE, or the answers file as data.annotations)")
+        else:
+            targets.append(Target.from_sample(s, qa))
             continue
-        targets.append(Target.from_sample(s, qa))
-    _raise_if(errors)
+        targets.append(None)
+    if bad is None:
+        _raise_if(errors)
+    else:
+        bad.extend(errors)
     return targets
 
 
@@ -134,9 +149,13 @@ def score_records(
     judge: Judge | None = None,
     chunk_size: int = 256,
     source: str = "<predictions>",
+    bad: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """One scores.jsonl row per prediction (reusable by in-process evaluation)."""
-    targets = targets_for(preds, samples, source)
+    """One scores.jsonl row per prediction (reusable by in-process evaluation); with a `bad` list,
+    predictions without a reference are named there and left out instead of raising."""
+    targets = targets_for(preds, samples, source, bad)
+    kept = [i for i, t in enumerate(targets) if t is not None]
+    preds, targets = [preds[i] for i in kept], [targets[i] for i in kept]
     rows: list[dict[str, Any]] = []
     chunk_size = max(1, int(chunk_size))
     for start in range(0, len(preds), chunk_size):
@@ -275,6 +294,7 @@ def write_atomic(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make results unreadable to anyone else
         # errors="replace": a lone surrogate from a JSON input ("\\ud800") becomes "?", not a crash
         with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as f:
             f.write(text)
@@ -287,7 +307,7 @@ def write_atomic(path: str | os.PathLike, text: str) -> None:
 
 
 def _jsonl(rows: Iterable[Mapping[str, Any]]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    return "".join(json_text(r) + "\n" for r in rows)
 
 
 def _load_samples(data_cfg: Any) -> list[Sample]:
@@ -307,9 +327,10 @@ def main(cfg: Any) -> int:
     if cfg.mode not in MODES:
         print(f"egoadapt score: mode must be one of {', '.join(MODES)}, got {cfg.mode!r}", file=sys.stderr)
         return 2
+    bad: list[str] = []  # bad prediction lines: named, counted, skipped; never the whole run
     try:
         check_judge_config(cfg.judge)  # preflight: a judge that cannot work fails before anything loads
-        preds = read_predictions(cfg.predictions)
+        preds = read_predictions(cfg.predictions, bad)
         samples = {s.id: s for s in _load_samples(cfg.data)}
         scoring = ScoringConfig.from_mapping(OmegaConf.to_container(cfg.reward, resolve=True), mode=cfg.mode)
         judge = Judge.from_config(cfg.judge)
@@ -320,17 +341,20 @@ def main(cfg: Any) -> int:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        rows = score_records(preds, samples, scoring, judge, cfg.get("chunk_size", 256), str(cfg.predictions))
+        rows = score_records(preds, samples, scoring, judge, cfg.get("chunk_size", 256), str(cfg.predictions), bad)
         summary = summarize(rows, cfg.mode, judge, n_samples=len(samples))
-    except ScoreInputError as e:
-        print(f"egoadapt score: {e}", file=sys.stderr)
-        return 2
     finally:
         if judge is not None:
             judge.close()
+    if bad:
+        print("egoadapt score: skipped " + _bad_lines_message(bad), file=sys.stderr)
+    if not rows:  # nothing scorable: the file or the annotations are wrong, not one line
+        print("egoadapt score: no prediction could be scored", file=sys.stderr)
+        return 2
     summary["predictions"] = os.path.abspath(cfg.predictions)
+    summary["bad_lines"] = {"count": len(bad), "first": bad[:MAX_REPORTED_ERRORS]}
     write_atomic(out / "scores.jsonl", _jsonl(rows))
-    write_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(out / "summary.json", json_text(summary, indent=2) + "\n")
     write_atomic(out / "score_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     print(format_summary(summary))
     print(f"\nwrote {out / 'scores.jsonl'} and {out / 'summary.json'}")

@@ -113,14 +113,49 @@ def test_training_mode_refuses_listing_candidates(bed, tmp_path):
     ('{"id": 99999, "output": "B"}', "field 'id': '99999' is not in the annotations"),
     ('{"id": 2, "output": "A"}', "duplicate prediction"),
 ])
-def test_bad_prediction_lines_name_file_line_and_field(bed, tmp_path, capsys, line, message):
+def test_bad_prediction_lines_are_named_counted_and_skipped(bed, tmp_path, capsys, line, message):
+    """One bad line never costs the run: it is named (file, line, field), counted, and the rest scored."""
     preds = write_preds(tmp_path / "bad.jsonl", ['{"id": 2, "output": "B"}', "", line])
     out = tmp_path / "out"
     rc = run(f"predictions={preds}", f"data.annotations={bed['ann']}", f"data.answers={bed['ans']}", f"out={out}")
     err = capsys.readouterr().err
-    assert rc == 2
+    assert rc == 0
     assert f"{preds}:3" in err and message in err, err
-    assert not (out / "scores.jsonl").exists()
+    rows = (out / "scores.jsonl").read_text().splitlines()
+    assert [json.loads(r)["id"] for r in rows] == ["2"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["bad_lines"]["count"] == 1 and message in summary["bad_lines"]["first"][0]
+
+
+def test_nothing_scorable_is_an_error(bed, tmp_path, capsys):
+    preds = write_preds(tmp_path / "bad.jsonl", ['{"id": 99999, "output": "B"}', "not json"])
+    rc = run(f"predictions={preds}", f"data.annotations={bed['ann']}", f"data.answers={bed['ans']}",
+             f"out={tmp_path / 'out'}")
+    assert rc == 2 and "no prediction could be scored" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "scores.jsonl").exists()
+
+
+@pytest.mark.parametrize("mode", ["official", "training"])
+def test_any_model_text_is_scored_and_written(bed, tmp_path, mode):
+    """Lone surrogates, NULs, a 1 MB output and bytes that are not UTF-8: scored, written as valid
+    UTF-8 JSON (surrogates as U+FFFD), never fatal."""
+    rid = next(iter(bed["answers"]))
+    letter = bed["answers"][rid]["correct_option_letter"]
+    rows = [{"id": rid, "output": json.dumps({"prediction": letter + "\ud800"})},  # a lone surrogate escape
+            {"id": rid, "qa": "open", "output": "\ud800\x00" + "x" * 1_000_000},
+            {"id": 2, "output": json.dumps({"prediction": "\x00"})}]
+    preds = tmp_path / "odd.jsonl"
+    preds.write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+                      + b'{"id": 3, "output": "caf\xe9 \xff"}\n')  # not UTF-8
+    out = tmp_path / "out"
+    assert run(f"predictions={preds}", f"data.annotations={bed['ann']}", f"data.answers={bed['ans']}",
+               f"out={out}", f"mode={mode}") == 0
+    raw = (out / "scores.jsonl").read_bytes()
+    raw.decode("utf-8")  # strict: no lone surrogate reached the file
+    scored = [json.loads(line) for line in raw.splitlines()]
+    assert [r["id"] for r in scored] == [str(rid), str(rid), "2", "3"]
+    assert not any(r["correct"] for r in scored)
+    json.loads((out / "summary.json").read_text(encoding="utf-8"))
 
 
 def test_missing_answers_and_files_are_clear_errors(bed, tmp_path, capsys):
