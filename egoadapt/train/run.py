@@ -15,7 +15,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from accelerate import PartialState
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("egoadapt.train")
@@ -130,6 +129,8 @@ def preflight(cfg: DictConfig, here: bool = True) -> None:
 
 def train_samples(cfg: DictConfig, out: Path):
     """Load the data, apply (or make) the split manifest, save it in the run folder, return the train side."""
+    from accelerate import PartialState
+
     from egoadapt.data.split import build_split, load_split, write_manifest
 
     manifest_path = out / "split.json"
@@ -245,6 +246,7 @@ def run(cfg: DictConfig, out: Path) -> Path:
 
 def _run(cfg: DictConfig, out: Path, opened: list) -> Path:
     import torch
+    from accelerate import PartialState
     from transformers import set_seed
 
     from egoadapt.data.cache import InputCache
