@@ -15,8 +15,10 @@ export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 install: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt launch/cpu/apply_workarounds.py launch/cpu/torchvision_ops_shim.py
-	@# egoadapt decodes with decord and PyAV, which bundle FFmpeg: a system ffmpeg is optional
-	@command -v ffmpeg >/dev/null || echo "note: no ffmpeg on PATH; egoadapt does not need it (decord and PyAV bundle FFmpeg), torchcodec does"
+	@# egoadapt decodes with decord and PyAV, which bundle FFmpeg. Only torchcodec (transformers' loader for
+	@# video files, used by the model card's snippet test) needs the system's: installed when we are root, else a note.
+	@command -v ffmpeg >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && (apt-get update -qq && apt-get install -y -qq ffmpeg) >/dev/null; } \
+	  || echo "note: no ffmpeg; egoadapt does not need it (decord and PyAV bundle FFmpeg); transformers' video-file loader (torchcodec) does: apt-get install ffmpeg"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 ifeq ($(HAS_GPU),)
