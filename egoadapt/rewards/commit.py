@@ -43,9 +43,11 @@ NEGATIONS = {"not", "never", "neither", "nor", "none", "except", "excluding", "w
 _NEGATION_PAIRS = {("other", "than"), ("rather", "than"), ("instead", "of"), ("anything", "but")}
 DISJUNCTIONS = {"or", "either", "alternatively", "otherwise", "vs", "versus", "/", "whether"}
 _LIST_WORDS = {",", ";", "&", "+", "|", "\n", "and", "plus", "maybe", "perhaps", "possibly", "also"}
-_SEQUENCE_WORDS = {",", "then", "and", "\n", ";"}  # order one answer in sequence questions
+_LIST_PHRASES = (("as", "well", "as"), ("along", "with"), ("together", "with"), ("in", "addition", "to"))
+_TAIL_HEDGES = {"maybe", "perhaps", "possibly"}  # opening a later sentence: "X. Maybe Y."
+_SEQUENCE_WORDS = {",", "and", "\n", ";", "/"}  # stand for "then" (→) inside a sequence answer: "walk, left, run"
 _JUSTIFY = {"because", "since", "due", "given", "so", "which", "reason", "reasoning", "explanation"}
-_SENTENCE_END = {".", "!", "?", "\n"}
+_SENTENCE_END = {".", "!", "?"}
 # Words that carry no answer of their own: a segment made only of them is not a second answer.
 _FILLER = set("""
 answer answers final prediction predicted option choice letter correct best closest most likely probably
@@ -65,6 +67,7 @@ class Commitment:
     issue: str | None  # hedge | negation | None
     candidates: tuple[str, ...] = ()  # the distinct candidates named (option letters, "answer", typed values)
     free_words: int = 0  # head words that are neither a candidate, filler nor the question's own
+    question_named: tuple[str, ...] = ()  # options the question itself names ("cat" in "what is the cat...?")
 
 
 @dataclass(frozen=True)
@@ -125,16 +128,16 @@ def commitment(value: str, *, qa: str, options: Sequence[Any] = (), answer: Any 
         w = _words(str(opt))
         if w and w == answer_words:
             answer_words = ()  # the answer is this option: one candidate, by its letter
-        if w and f" {' '.join(w)} " not in q_text:  # an option the question names is not a candidate
-            needles.append((w, LETTERS[i]))
-    if answer_words and f" {' '.join(answer_words)} " not in q_text:
-        needles.append((answer_words, "answer"))
+        if w:  # an option the question names ("?B") is no candidate where it plays its part in the question
+            needles.append((w, ("?" if f" {' '.join(w)} " in q_text else "") + LETTERS[i]))
+    if answer_words:
+        needles.append((answer_words, ("?" if f" {' '.join(answer_words)} " in q_text else "") + "answer"))
     needles.sort(key=lambda x: -len(x[0]))
     cand: list[str | None] = [None] * n
     i = 0
     while i < n:
         for w, cid in needles:
-            if tuple(words[i:i + len(w)]) == w:
+            if _same_words(words[i:i + len(w)], w, kind == "sequence"):
                 for k in range(i, i + len(w)):
                     cand[k] = cid
                 i += len(w)
@@ -152,6 +155,9 @@ def commitment(value: str, *, qa: str, options: Sequence[Any] = (), answer: Any 
         if cand[k] is None and cand[k + 1] is None and (words[k], words[k + 1]) in q_bigrams:
             echo[k] = echo[k + 1] = True
     q_stems = {_stem(w) for w in q_words}
+
+    if qa == "open" and kind in _TYPED:
+        _mark_typed(text, toks, cand, echo, kind, options, answer)
 
     def live(k: int) -> bool:
         return cand[k] is None and not echo[k]
@@ -187,12 +193,13 @@ def commitment(value: str, *, qa: str, options: Sequence[Any] = (), answer: Any 
     core_parts.append(text[last:toks[cut].start] if cut < n else text[last:])
     core = " ".join(p.strip() for p in core_parts if p.strip())
 
-    named = tuple(dict.fromkeys(c for c in cand if c))
+    named = tuple(dict.fromkeys(c for c in cand if c and c[0] != "?"))
+    question_named = tuple(dict.fromkeys(c[1:] for c in cand[:cut] if c and c[0] == "?"))
     free = [k for k in range(cut) if live(k) and not _is_punct(words[k]) and words[k] not in _FILLER
             and _stem(words[k]) not in q_stems]
 
     def verdict(issue: str | None, extra: tuple[str, ...] = ()) -> Commitment:
-        return Commitment(head, core, issue, named + extra, len(free))
+        return Commitment(head, core, issue, named + extra, len(free), question_named)
 
     # ---- negation anywhere (not inside an option, the answer, or the question's own "NOT visible")
     for k in range(n):
@@ -213,7 +220,11 @@ def commitment(value: str, *, qa: str, options: Sequence[Any] = (), answer: Any 
     if len(named) > 1:
         return verdict("hedge")
     for k in range(n):
-        if cand[k] or justified[k] or words[k] not in DISJUNCTIONS:
+        if cand[k] or justified[k]:
+            continue
+        if k > cut and words[k] in _TAIL_HEDGES:
+            return verdict("hedge")  # "X. Maybe Y."
+        if words[k] not in DISJUNCTIONS:
             continue
         if 0 < k < n - 1 and cand[k - 1] is None and cand[k + 1] is None:
             if (words[k - 1], words[k], words[k + 1]) in q_trigrams:
@@ -222,36 +233,41 @@ def commitment(value: str, *, qa: str, options: Sequence[Any] = (), answer: Any 
                 continue  # 1/2: a fraction
         return verdict("hedge")
 
-    # ---- typed answers: several counts / times / regions
-    typed = _typed_values(core, kind)
-    if len(typed) > 1:
-        return verdict("hedge", typed)
-    if typed:
-        return verdict(None, typed)
-
     # ---- several answers listed in the head
-    seps = _SEQUENCE_WORDS if kind == "sequence" else set()
-    free_set = set(free)
+    joined = {k for k in range(cut) for phrase in _LIST_PHRASES
+              if tuple(words[k:k + len(phrase)]) == phrase and all(live(j) for j in range(k, k + len(phrase)))}
+    inside = {j for k in joined for phrase in _LIST_PHRASES if tuple(words[k:k + len(phrase)]) == phrase
+              for j in range(k + 1, k + len(phrase))}
+    free_set = set(free) - inside
     answers: set[str] = set()
     free_segments = 0
     seg_cands: set[str] = set()
     seg_free = False
     for k in range(cut + 1):
         end = k == cut
-        if end or (live(k) and words[k] in _LIST_WORDS and words[k] not in seps):
-            if seg_cands:
-                answers |= seg_cands
+        if end or k in joined or (live(k) and words[k] in _LIST_WORDS):
+            named_here = {c for c in seg_cands if c[0] != "?"}
+            if named_here:
+                answers |= named_here
             elif seg_free:
                 free_segments += 1
+            elif seg_cands:  # a question-named option standing alone: "hook, cat"
+                answers |= {c[1:] for c in seg_cands}
             seg_cands, seg_free = set(), False
             continue
         if cand[k]:
             seg_cands.add(cand[k])
-        elif qa == "open" and k in free_set:
-            seg_free = True  # CloseQA answers are options: only candidates count there
+        elif k in free_set:
+            seg_free = True
     if len(answers) + free_segments > 1:
         return verdict("hedge")
     return verdict(None)
+
+
+def _same_words(got: list[str], want: tuple[str, ...], sequence: bool) -> bool:
+    if len(got) != len(want):
+        return False
+    return all(g == w or sequence and w == "then" and g in _SEQUENCE_WORDS for g, w in zip(got, want))
 
 
 def _is_punct(w: str) -> bool:
@@ -263,11 +279,68 @@ def _is_letter_ref(t: _Tok, qa: str) -> bool:
     return qa == "close" and len(t.raw) == 1 and t.raw.isalpha() and t.raw.isupper()
 
 
-def _typed_values(core: str, kind: str | None) -> tuple[str, ...]:
+_TYPED = ("counting", "temporal", "spatial")
+_RATE_UNITS = {"s", "sec", "secs", "second", "seconds", "min", "mins", "minute", "minutes", "fps", "%", "percent"}
+_HANDS = {"hand", "hands", "side"}
+
+
+def _typed_id(text: str, kind: str) -> str | None:
+    """The one count / time / region a text gives, as a candidate id; None if none or several."""
     if kind == "counting":
-        return tuple(f"count:{v:g}" for v in sorted(match.count_values(core)))
+        values = match.count_values(text)
+        return f"count:{next(iter(values)):g}" if len(values) == 1 else None
     if kind == "temporal":
-        return tuple(f"time:{t.start:g}-{t.end:g}" for t in match.parse_times(core))
-    if kind == "spatial":
-        return tuple(f"region:{v}-{h}" for v, h in sorted(match.region_values(core)))
-    return ()
+        times = match.parse_times(text)
+        return f"time:{times[0].start:g}-{times[0].end:g}" if len(times) == 1 else None
+    regions = match.region_values(text)
+    return "region:{}-{}".format(*next(iter(regions))) if len(regions) == 1 else None
+
+
+def _mark_typed(text: str, toks: list[_Tok], cand: list, echo: list, kind: str, options, answer) -> None:
+    """OpenQA counting / temporal / spatial: every count, time or region is a candidate ("3 or 4" names
+    two), the same one as an option or the answer giving that value; the question's own (its time
+    window) is not."""
+    same: dict[str, str] = {}
+    for cid, t in [*((LETTERS[i], str(o)) for i, o in enumerate(options)), ("answer", str(answer))]:
+        typed = _typed_id(t, kind) if t.strip() and t != "None" else None
+        if typed:
+            same[cid] = typed
+    for k, c in enumerate(cand):
+        if c and c.lstrip("?") in same:
+            cand[k] = same[c.lstrip("?")]
+    n = len(toks)
+    if kind == "temporal":
+        for interval, start, end in match.time_matches(text):
+            ks = [k for k in range(n) if start <= toks[k].start < end]
+            if ks and not any(echo[k] for k in ks):
+                for k in ks:
+                    cand[k] = cand[k] or f"time:{interval.start:g}-{interval.end:g}"
+        return
+    k = 0
+    while k < n:
+        w = toks[k].text
+        if cand[k] or echo[k]:
+            k += 1
+            continue
+        if kind == "counting":
+            nxt = toks[k + 1].text if k + 1 < n else ""
+            if re.fullmatch(r"\d+(?:\.\d+)?", w) and nxt not in _RATE_UNITS:
+                cand[k] = f"count:{float(w):g}"
+            elif w in match.NUMBER_WORDS and w != "no" or w == "no" and n == 1:
+                cand[k] = f"count:{match.NUMBER_WORDS[w]:g}"
+            k += 1
+            continue
+        run = k  # spatial: a run of region words is one region ("top left", "upper-left")
+        while run < n and toks[run].text in match.REGION_WORDS and not cand[run] and not echo[run]:
+            run += 1
+        if run == k:
+            k += 1
+            continue
+        if run < n and toks[run].text in _HANDS and toks[run - 1].text in ("left", "right"):
+            k = run  # "left hand": a hand, not a region
+            continue
+        words = [toks[j].text for j in range(k, run)]
+        region = match.region_of(words)
+        for j in range(k, run):  # contradictory ("top bottom"): each word its own candidate, so two
+            cand[j] = "region:{}-{}".format(*region) if region else f"region:?{toks[j].text}"
+        k = run

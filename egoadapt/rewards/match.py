@@ -76,6 +76,7 @@ _NUMBER_WORDS = {
 }
 _NUMBER_WORDS.update({"none": 0, "no": 0, "single": 1, "once": 1, "twice": 2, "thrice": 3, "a couple": 2})
 _TIME_UNIT = r"(?:s|sec|secs|second|seconds|min|mins|minutes?|fps|%)\b"
+NUMBER_WORDS = _NUMBER_WORDS
 _NUM_TOKEN = re.compile(rf"(?<![\w.])(\d+(?:\.\d+)?)(?!\.\d)(\s*{_TIME_UNIT})?")
 _WORD_TOKEN = re.compile(r"\b(" + "|".join(sorted(map(re.escape, _NUMBER_WORDS), key=len, reverse=True)) + r")\b")
 
@@ -143,23 +144,27 @@ def _seconds(token: str) -> float:
     return float(token)
 
 
+def time_matches(text: str) -> list[tuple[Interval, int, int]]:
+    """Each span ("2.0s - 4.5s", "from 2 to 4.5 seconds") and point ("5.7s", "at 0:05") in `text`,
+    with where it is (character offsets), in order."""
+    found: list[tuple[Interval, int, int]] = []
+    for m in _SPAN.finditer(text):
+        a, b = _seconds(m.group(1)), _seconds(m.group(2))
+        found.append((Interval(min(a, b), max(a, b)), m.start(), m.end()))
+    taken = [(s, e) for _, s, e in found]
+    for m in _POINT.finditer(text):
+        if any(x <= m.start() < y for x, y in taken):
+            continue
+        t = _seconds(m.group(1) or m.group(2))
+        found.append((Interval(t, t), m.start(), m.end()))
+    return sorted(found, key=lambda x: x[1])
+
+
 def parse_times(text: Any) -> list[Interval]:
     """Spans ("2.0s - 4.5s", "from 2 to 4.5 seconds") and points ("5.7s", "at 0:05") in text."""
     if text is None:
         return []
-    s = str(text)[:2000]
-    found: list[Interval] = []
-    taken = []
-    for m in _SPAN.finditer(s):
-        a, b = _seconds(m.group(1)), _seconds(m.group(2))
-        found.append(Interval(min(a, b), max(a, b)))
-        taken.append(m.span())
-    for m in _POINT.finditer(s):
-        if any(x <= m.start() < y for x, y in taken):
-            continue
-        t = _seconds(m.group(1) or m.group(2))
-        found.append(Interval(t, t))
-    return list(dict.fromkeys(found))
+    return list(dict.fromkeys(t for t, _, _ in time_matches(str(text)[:2000])))
 
 
 def parse_interval(text: Any) -> Interval | None:
@@ -212,6 +217,14 @@ _REGION_WORD = re.compile(
     r"\b(top|upper|bottom|lower|left|right|center|centre|middle|central|centered|centred)\b"
 )
 _HAND = re.compile(r"\b(left|right)[\s-]+(hand|hands|side of the (?:body|patient))\b")
+
+
+REGION_WORDS = frozenset(_VERTICAL) | frozenset(_HORIZONTAL) | frozenset(_CENTER)
+
+
+def region_of(words: list[str]) -> tuple[str, str] | None:
+    """(vertical, horizontal) of region words in order ("top", "left"); None if contradictory."""
+    return _region_from_words(words)
 
 
 def _region_from_words(words: list[str]) -> tuple[str, str] | None:

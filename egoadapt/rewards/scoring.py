@@ -224,7 +224,7 @@ def _training(output: str, t: Target, cfg: ScoringConfig, parsed: Parsed):
         if hit is not None:
             return Score("open", pred, parsed.format_ok, hit, float(hit), "spatial")
 
-    named = [x for x in c.candidates if x == "answer" or x in LETTERS]
+    named = [x for x in c.candidates if x == "answer" or x in LETTERS] or list(c.question_named)
     answer_norm = match.normalize_text(t.answer_text)
     names_answer = any(x == "answer" or (LETTERS.index(x) < len(t.options)  # duplicate option texts: any copy
                                          and match.normalize_text(t.options[LETTERS.index(x)]) == answer_norm)
