@@ -38,7 +38,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("score",): ("egoadapt.eval.score:main", "score",
                  "score a predictions JSONL (predictions=FILE data.annotations=FILE mode=official|training out=DIR)"),
     ("eval",): ("egoadapt.eval.run:main", "eval",
-                "generate, score and tabulate a checkpoint (checkpoint=PATH data.annotations=FILE backend=hf|vllm|openai out=DIR)"
+                "generate, score and tabulate a checkpoint (checkpoint=PATH data.annotations=FILE backend=hf|vllm|openai "
+                "[protocol=official] out=DIR)"
                 " or every job of a training sweep (sweep=DIR)"),
     ("compare",): ("egoadapt.eval.compare:main", "compare",
                    "compare evaluations or rank a sweep (DIR... out=DIR [metric=NAME])"),
