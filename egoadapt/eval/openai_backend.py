@@ -58,8 +58,11 @@ def check_openai_config(cfg: Any) -> None:
 def openai_identity(cfg: Any) -> dict[str, Any]:
     """What decides the answers besides the prompt, frames and decoding: the model and how the
     frames travel (not the URL: the same model may be served elsewhere on a rerun)."""
-    return {k: cfg.get(k) for k in ("model", "send", "image_format", "jpeg_quality")} | {
-        "extra_body": dict(cfg.get("extra_body") or {})}
+    from omegaconf import DictConfig, OmegaConf
+
+    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    return {k: plain.get(k) for k in ("model", "send", "image_format", "jpeg_quality")} | {
+        "extra_body": plain.get("extra_body") or {}}
 
 
 class OpenAIBackend:

@@ -61,12 +61,15 @@ def expected_prompt_tokens(model_dir: Path, data: Path, send: str, n: int) -> li
 
 
 @pytest.mark.server
-@pytest.mark.parametrize("send", ["images", "video"])
-def test_eval_through_a_real_vllm_server(vllm_server, tiny_model_dir, synth_dir, tmp_path, monkeypatch, send):
+@pytest.mark.parametrize("send,extra", [
+    ("images", []),
+    ("video", ["++openai.extra_body={media_io_kwargs: {video: {num_frames: -1}}}"]),  # all frames (vLLM: 32 at most)
+])
+def test_eval_through_a_real_vllm_server(vllm_server, tiny_model_dir, synth_dir, tmp_path, monkeypatch, send, extra):
     monkeypatch.setenv("EGOADAPT_EVAL_API_KEY", KEY)  # a local vLLM takes any key: it must never reach disk
     out = tmp_path / send
     assert cli.main(openai_args(vllm_server.base_url, vllm_server.served_model_name, synth_dir, out,
-                                f"openai.send={send}")) == 0
+                                f"openai.send={send}", *extra)) == 0
 
     preds = jsonl(out / "predictions.jsonl")
     assert [p["id"] for p in preds] == ["1", "2", "3"] and {p["backend"] for p in preds} == {"openai"}
@@ -78,6 +81,8 @@ def test_eval_through_a_real_vllm_server(vllm_server, tiny_model_dir, synth_dir,
     res = json.loads((out / "results.json").read_text())
     assert res["config"]["backend"] == "openai" and res["config"]["checkpoint"] == vllm_server.served_model_name
     assert res["config"]["openai"]["send"] == send
+    ident = json.loads((out / "generation.json").read_text())["openai"]  # the folder is bound to model and mode
+    assert (ident["model"], ident["send"]) == (vllm_server.served_model_name, send) and "base_url" not in ident
     assert res["counts"]["predictions"] == res["counts"]["scored"] == 3 and not res["failed"]
     assert all(KEY not in p.read_text(errors="replace") for p in out.iterdir() if p.is_file())
 
