@@ -35,7 +35,8 @@ def job_config(cfg: DictConfig, job: Path) -> DictConfig:
 
 
 def already_evaluated(cfg: DictConfig) -> bool:
-    """results.json is there and was made from these weights, data, split and settings."""
+    """results.json is there, was made from these weights, data, split and settings, and is whole
+    (a judge that failed is asked again: eval rescores with its cached verdicts)."""
     from egoadapt.data.split import file_sha256
     from egoadapt.eval.run import generation_identity, run_config
 
@@ -50,7 +51,8 @@ def already_evaluated(cfg: DictConfig) -> bool:
     same_split = split.get("hash") == (file_sha256(manifest) if manifest else "all") and \
         split.get("side") == (cfg.split.get("side", "test") if manifest else "all")
     roundtrip = json.loads(json.dumps([generation_identity(cfg), run_config(cfg)]))
-    return same_split and [identity, results.get("config")] == roundtrip
+    whole = not (results.get("judge") or {}).get("unmeasured") and not results.get("failed")
+    return whole and same_split and [identity, results.get("config")] == roundtrip
 
 
 def evaluate_sweep(cfg: DictConfig) -> dict[str, Any]:

@@ -78,7 +78,7 @@ def test_local_sweep_accelerate_deepspeed_then_eval_and_compare(tiny_model_dir, 
     (sweep / "2" / ".hydra").mkdir(parents=True)  # a job still training: no final/ yet
     (sweep / "2" / ".hydra" / "overrides.yaml").write_text("- trainer.learning_rate=1e-2\n")
     evaluate = ["eval", f"sweep={sweep}", "data=synthetic", f"data.root={synth_dir}", "qa=close", "limit=6",
-                "batch_size=6", "progress=false", f"cache_dir={tmp_path / 'input_cache'}"]
+                "batch_size=6", "generation.max_new_tokens=16", "progress=false", f"cache_dir={tmp_path / 'input_cache'}"]
     capsys.readouterr()
     assert cli(evaluate) == 0
     printed = capsys.readouterr().out
