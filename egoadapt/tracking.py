@@ -223,6 +223,14 @@ def csv_table(path: Path):
     return wandb.Table(columns=rows[0], data=[[cell(v) for v in r] for r in rows[1:]])
 
 
+def log_evaluation(cfg: DictConfig, results: Mapping[str, Any]) -> str | None:
+    """An `egoadapt eval` folder's table and headline numbers (log_results), into the training
+    run of its checkpoint when that run logged to wandb."""
+    out = Path(str(cfg.out))
+    return log_results(cfg, out, job_type="eval", tables={"results": out / "results.csv"},
+                       summary=results.get("summary") or {}, checkpoint=str(cfg.checkpoint))
+
+
 def log_results(cfg: DictConfig, out: Path, *, job_type: str, tables: Mapping[str, Path],
                 images: Mapping[str, Path] = {}, summary: Mapping[str, Any] = {},
                 checkpoint: str | None = None) -> str | None:

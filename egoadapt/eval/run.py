@@ -367,10 +367,9 @@ def main(cfg: DictConfig) -> int:
         print(f"submission: {s['path']} ({s['answered']}/{s['rows']} answered, {s['no_prediction']} without a "
               f"prediction, {s['invalid']} without a valid letter)")
     print(f"wrote {Path(cfg.out) / 'results.json'}, results.csv, results.md")
-    from egoadapt.tracking import log_results
+    from egoadapt.tracking import log_evaluation
 
-    log_results(cfg, Path(cfg.out), job_type="eval", tables={"results": Path(cfg.out) / "results.csv"},
-                summary=results["summary"], checkpoint=str(cfg.checkpoint))
+    log_evaluation(cfg, results)  # logger=wandb: into the checkpoint's training run, or a run of its own
     if results.get("failed"):
         f = results["failed"]
         print(f"egoadapt eval: {len(f)} requests failed, so {c['predictions']} of {c['items']} questions have a "

@@ -60,6 +60,7 @@ def evaluate_sweep(cfg: DictConfig) -> dict[str, Any]:
     "accuracy", "judge_unmeasured"}]}, in job order."""
     from egoadapt.eval.compare import sweep_jobs
     from egoadapt.eval.run import evaluate
+    from egoadapt.tracking import log_evaluation
 
     folder = Path(str(cfg.sweep))
     for key in ("checkpoint", "out"):
@@ -84,6 +85,7 @@ def evaluate_sweep(cfg: DictConfig) -> dict[str, Any]:
         else:
             log.info("job %s: evaluating %s into %s", job.name, job_cfg.checkpoint, job_cfg.out)
             results = evaluate(job_cfg)
+            log_evaluation(job_cfg, results)  # logger=wandb: into the job's own training run
             row.update(status="evaluated", accuracy=results["summary"].get("accuracy"),
                        judge_unmeasured=bool(results["judge"].get("unmeasured")))
         rows.append(row)
