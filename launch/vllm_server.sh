@@ -34,8 +34,10 @@ if [[ "$dev" == 1 && "$local_only" == 0 && -z "${VLLM_API_KEY:-}" ]]; then
        "bind 127.0.0.1 (VLLM_HOST), or turn dev mode off (VLLM_DEV_MODE=0: no weight syncs)." >&2
   exit 2
 fi
+trust=()
 if [[ "$dev" == 1 ]]; then
   export VLLM_SERVER_DEV_MODE=1
+  trust=(--trust-request-mm-kwargs)  # the trainer sends its pixel limits (model.min/max_pixels) with each rollout
 else
   unset VLLM_SERVER_DEV_MODE
 fi
@@ -47,16 +49,17 @@ fi
 # `egoadapt train` logs both ("context: longest prompt N tokens ...") and refuses a server that is too short,
 # naming the clip and the VLLM_MAX_MODEL_LEN to restart with. VLLM_MAX_NUM_BATCHED_TOKENS (default: the
 # context length) also sizes vLLM's encoder cache, and vLLM refuses a video with more tokens than it holds.
-# Pixels: a rollout server must process video as the trainer does. When the run sets model.min_pixels /
-# model.max_pixels (the 7B recipes: 3136 / 200704), pass the same: --mm-processor-kwargs '{"min_pixels": 3136,
-# "max_pixels": 200704}' (otherwise the server uses the checkpoint's own limits and other video tokens).
+# Pixels: a rollout server must process video as the trainer does. In dev mode it trusts per-request
+# mm_processor_kwargs, and the trainer sends its model.min_pixels / model.max_pixels with every rollout; a server
+# started otherwise needs --mm-processor-kwargs '{"min_pixels": 3136, "max_pixels": 200704}' (the 7B recipes'),
+# or it cuts clips into other video tokens (the trainer warns and counts rollout/prompt_token_mismatches).
 cmd=(vllm serve "$model" \
   --host "$host" --port "$port" \
   --served-model-name "$model" \
   --max-model-len "${VLLM_MAX_MODEL_LEN:-16384}" \
   --max-num-batched-tokens "${VLLM_MAX_NUM_BATCHED_TOKENS:-${VLLM_MAX_MODEL_LEN:-16384}}" \
   --limit-mm-per-prompt '{"video": 1, "image": 0}' \
-  "${auth[@]}" "$@")
+  "${trust[@]}" "${auth[@]}" "$@")
 if [[ "${EGOADAPT_DRY_RUN:-0}" == 1 ]]; then
   echo "VLLM_SERVER_DEV_MODE=${VLLM_SERVER_DEV_MODE:-0} ${cmd[*]}"
   exit 0

@@ -13,6 +13,7 @@ takes images but no video.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import threading
@@ -237,8 +238,14 @@ class VLLMServerEngine(RolloutEngine):
         self.http = DeadlineClient(timeout_s=timeout, max_connections=max_concurrency,
                                    headers={"Authorization": f"Bearer {key}"} if key else None)
         self.max_concurrency = max_concurrency
-        self.counters = {"requests": 0, "retries": 0, "failures": 0, "syncs": 0}
+        self.counters = {"requests": 0, "retries": 0, "failures": 0, "syncs": 0, "prompt_token_mismatches": 0}
         self.synced_dir: Path | None = None  # the folder the server loaded last
+        # the trainer's pixel limits travel with every request: a server started without
+        # --mm-processor-kwargs would otherwise cut the clip into other video tokens than the
+        # trainer's log-prob passes see
+        from egoadapt.rollout.context import processor_pixels
+
+        self.mm_processor_kwargs = processor_pixels(video.processor)
         self._lock = threading.Lock()
 
     def _count(self, key: str, n: int = 1) -> None:
@@ -252,19 +259,16 @@ class VLLMServerEngine(RolloutEngine):
         return request_with_retries(self.http, "POST", url, on_retry=lambda _: self._count("retries"),
                                     **self.retry, **kwargs)
 
-    def _video_url(self, sid: str) -> str:
-        import base64
+    def _video_block(self, sid: str) -> dict:
+        """The clip as an mp4 `video_url` at its sampling fps: the server decodes exactly its frames."""
+        from egoadapt.data.chat_media import video_block
 
-        from egoadapt.data.mp4 import encode_mp4
+        return video_block(self.video.clip(sid))
 
-        clip = self.video.clip(sid)
-        return "data:video/mp4;base64," + base64.b64encode(encode_mp4(clip.frames, clip.fps)).decode()
+    def _one(self, messages, sid, expected_tokens: int | None = None):
+        from egoadapt.data.chat_media import chat_messages
 
-    def _one(self, messages, sid):
-        text_blocks = [b for m in messages if m["role"] == "user" for b in m["content"] if b.get("type") == "text"]
-        system = [b["text"] for m in messages if m["role"] == "system" for b in m["content"]]
-        chat = ([{"role": "system", "content": system[0]}] if system else []) + [{"role": "user", "content": [
-            {"type": "video_url", "video_url": {"url": self._video_url(sid)}}, *text_blocks]}]
+        chat = chat_messages(messages, [self._video_block(sid)])
         s = self.sampling
         body = {"model": self.model, "messages": chat, "max_tokens": s["max_tokens"], "temperature": s["temperature"],
                 "top_p": s.get("top_p", 1.0), "logprobs": True, "return_token_ids": True,
@@ -272,21 +276,55 @@ class VLLMServerEngine(RolloutEngine):
                 "logit_bias": {str(t): -100 for t in self.banned}}
         if s.get("top_k"):
             body["top_k"] = s["top_k"]
+        pixels = self.mm_processor_kwargs
+        if pixels:
+            body["mm_processor_kwargs"] = pixels
         r = self._post(f"{self.base_url}/chat/completions", json=body)
+        if pixels and r.status_code == 400 and b"mm_processor_kwargs" in r.content:
+            self._untrusted_pixels()  # a server started without --trust-request-mm-kwargs
+            del body["mm_processor_kwargs"]
+            r = self._post(f"{self.base_url}/chat/completions", json=body)
         if r.status_code >= 400:  # a 4xx: the request itself is wrong, retrying will not help
             raise httpx.HTTPStatusError(f"HTTP {r.status_code} (not retried): "
                                         f"{r.content[:500].decode('utf-8', 'replace')}", request=r.request, response=r)
-        choice = r.json()["choices"][0]
+        reply = r.json()
+        self._check_prompt_tokens(sid, (reply.get("usage") or {}).get("prompt_tokens"), expected_tokens)
+        choice = reply["choices"][0]
         ids = choice.get("token_ids") or []
         lps = [t["logprob"] for t in (choice.get("logprobs") or {}).get("content") or []]
         ids = cut_at_eos(ids, self.eos_ids, self.banned)
         return ids, lps[:len(ids)]
 
+    def _untrusted_pixels(self) -> None:
+        with self._lock:
+            if not self.mm_processor_kwargs:
+                return
+            log.warning("rollout: the vLLM server at %s refuses per-request pixel limits %s (it was started without "
+                        "--trust-request-mm-kwargs, which launch/vllm_server.sh passes in dev mode): start it with "
+                        "--mm-processor-kwargs '%s' or that flag; requests go on without them, and prompts the server "
+                        "reads differently are counted in rollout/prompt_token_mismatches", self.base_url,
+                        self.mm_processor_kwargs, json.dumps(self.mm_processor_kwargs))
+            self.mm_processor_kwargs = {}
+
+    def _check_prompt_tokens(self, sid: str, served: int | None, expected: int | None) -> None:
+        """The server must see the prompt the trainer scores: the same number of tokens. A
+        difference means other video tokens (pixel limits, fps, frame count) or another chat
+        template, and log-probs computed on a prompt the policy never sampled from."""
+        if served is None or expected is None or served == expected:
+            return
+        self._count("prompt_token_mismatches")
+        if self.counters["prompt_token_mismatches"] == 1:
+            log.warning("rollout: the vLLM server at %s read sample %s as a %d-token prompt, the trainer as %d tokens: "
+                        "the server processes the video differently (its --mm-processor-kwargs, --media-io-kwargs "
+                        "or its model's processor config) and rollouts do not come from the prompt being trained; "
+                        "counted in rollout/prompt_token_mismatches", self.base_url, sid, served, expected)
+
     def generate(self, prompts, sample_ids, prompt_ids, trainer):
         from concurrent.futures import ThreadPoolExecutor
 
+        expected = [len(p) for p in prompt_ids] if prompt_ids is not None else [None] * len(sample_ids)
         with ThreadPoolExecutor(self.max_concurrency) as pool:  # every request finishes before we judge
-            futures = [pool.submit(self._one, m, sid) for m, sid in zip(prompts, sample_ids)]
+            futures = [pool.submit(self._one, m, sid, n) for m, sid, n in zip(prompts, sample_ids, expected)]
         results, failed = [], []
         for sid, fut in zip(sample_ids, futures):
             err = fut.exception()

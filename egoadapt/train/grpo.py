@@ -64,6 +64,8 @@ class VideoRollout:
         messages = [self.video.messages(r["sample_id"], prompt_qa(r["qa"])) for r in rows]
         prompt_ids = [self.video.prompt_ids(m, sid) for m, sid in zip(messages, sample_ids)]
         completion_ids, logprobs = self.engine.generate(messages, sample_ids, prompt_ids, trainer)
+        for name, total in getattr(self.engine, "counters", {}).items():  # requests, retries, mismatches...
+            trainer._log_metric(f"rollout/{name}", float(total))  # running totals since the run started
         if logprobs is None:
             logprobs = [[0.0] * len(c) for c in completion_ids]  # TRL uses them only with its own vLLM
         return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}

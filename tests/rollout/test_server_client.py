@@ -33,8 +33,11 @@ class StubServer:
     `models_status`); POST /v1/chat/completions answers `fail_status` to the first `fail_first`
     requests (all of them when fail_first < 0), then three tokens. Records Authorization headers."""
 
-    def __init__(self, models=("policy",), models_status=200, fail_first=0, fail_status=503):
+    def __init__(self, models=("policy",), models_status=200, fail_first=0, fail_status=503,
+                 refuse_mm_kwargs=False):
         self.models, self.models_status = list(models), models_status
+        self.refuse_mm_kwargs = refuse_mm_kwargs  # as vLLM without --trust-request-mm-kwargs
+        self.bodies: list[dict] = []
         self.fail_first, self.fail_status = fail_first, fail_status
         self.chat_requests = 0
         self.auth: list[str] = []
@@ -65,8 +68,12 @@ class StubServer:
                 self._send(404, {"detail": "Not Found"})
 
             def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 stub.auth.append(self.headers.get("Authorization", ""))
+                stub.bodies.append(body)
+                if stub.refuse_mm_kwargs and "mm_processor_kwargs" in body:
+                    return self._send(400, {"error": {"message": "Per-request mm_processor_kwargs are disabled by "
+                                                      "default ... (parameter=mm_processor_kwargs)", "code": 400}})
                 with stub._lock:
                     stub.chat_requests += 1
                     n = stub.chat_requests
@@ -116,6 +123,24 @@ def test_transient_errors_are_retried_and_the_key_is_sent(rollout_inputs, tmp_pa
     assert completions == [[200, 201, 202]] * 3 and logprobs == [[-0.5, -0.25, -0.125]] * 3
     assert engine.counters["retries"] == 2 and engine.counters["failures"] == 0
     assert stub.chat_requests == 5 and set(stub.auth) == {"Bearer s3cret"}
+
+
+def test_the_runs_pixel_limits_travel_with_each_rollout_or_the_server_is_named(rollout_inputs, tmp_path, caplog):
+    video, ids, messages, prompt_ids = rollout_inputs
+    with StubServer() as trusting:
+        engine = engine_for(trusting.base_url, video, tmp_path)
+        engine.generate(messages, ids, prompt_ids, None)
+        engine.close()
+    assert engine.mm_processor_kwargs and all(b["mm_processor_kwargs"] == engine.mm_processor_kwargs
+                                              for b in trusting.bodies)
+    with StubServer(refuse_mm_kwargs=True) as strict:  # a server started without --trust-request-mm-kwargs
+        engine = engine_for(strict.base_url, video, tmp_path)
+        completions, _ = engine.generate(messages, ids, prompt_ids, None)
+        engine.generate(messages, ids, prompt_ids, None)
+        engine.close()
+    assert completions == [[200, 201, 202]] * 3 and engine.counters["failures"] == 0
+    assert engine.mm_processor_kwargs == {} and "--trust-request-mm-kwargs" in caplog.text
+    assert not any("mm_processor_kwargs" in b for b in strict.bodies[-3:])  # the next step asks without them
 
 
 @pytest.mark.parametrize("how", ["http_500", "refused"])
