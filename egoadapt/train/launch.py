@@ -45,11 +45,8 @@ def under_launcher() -> bool:
 
 def launch_problems(cfg: DictConfig) -> list[str]:
     """Config-only checks of `accelerate.*` (preflight)."""
-    acc = cfg.get("accelerate") or {}
-    config_file = acc.get("config_file")
-    if not config_file:
-        return []
-    if not Path(str(config_file)).is_file():
+    config_file = (cfg.get("accelerate") or {}).get("config_file")
+    if config_file and not Path(str(config_file)).is_file():
         return [f"accelerate.config_file={config_file}: no such file (e.g. launch/accelerate/zero3_8gpu.yaml)"]
     return []
 
