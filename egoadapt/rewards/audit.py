@@ -209,7 +209,9 @@ def markdown(results: dict[tuple[str, str], dict], testbed: str | Path) -> str:
         "",
         "OpenQA answers that reach the judge are marked by a lenient stand-in (5 whenever the reference occurs",
         "in the answer), an upper bound for a real judge. *honest* is the most likely option, answered alone;",
-        "a strategy beating it would be a loophole, and the test fails on any.",
+        "a strategy beating it would be a loophole, and the test fails on any. Under the uniform prior the",
+        "honest answer earns 1/4, more where options repeat or where near misses earn partial credit",
+        "(time points: linear to 0 at `time_window_s`; spans: their IoU).",
         "",
     ]
     for (qa, prior), table in results.items():

@@ -56,7 +56,9 @@ it its this that these those there here i me my we our you think believe guess s
 seems seem seemed appears appear appeared looks look looked like sure confident
 to of in on at from by with for into onto based video clip segment frames frame footage image images view
 shown seen observed visible opinion overall well yes ok okay so what s d ll re ve m
-do does did has have had one the a an then
+do does did has have had one the a an then as
+held hold holds holding use uses used using tool object item thing action activity animal sport instrument
+performed performing happening doing done main displayed being currently type kind
 """.split())
 
 
