@@ -215,7 +215,7 @@ def markdown(results: dict[tuple[str, str], dict], testbed: str | Path) -> str:
         "",
     ]
     for (qa, prior), table in results.items():
-        strategies = list((CLOSE_STRATEGIES if qa == "close" else OPEN_STRATEGIES))
+        strategies = list(CLOSE_STRATEGIES if qa == "close" else OPEN_STRATEGIES)
         lines += [f"## {'CloseQA' if qa == 'close' else 'OpenQA'}, {prior} prior", ""]
         lines.append("| strategy | " + " | ".join(table) + " |")
         lines.append("|---|" + "---|" * len(table))

@@ -24,8 +24,8 @@ from typing import Any
 
 from egoadapt.data.schema import LETTERS, answer_from_columns
 from egoadapt.rewards import match
-from egoadapt.rewards.judge import Judge, JudgeRequest, Verdict
 from egoadapt.rewards.commit import commitment
+from egoadapt.rewards.judge import Judge, JudgeRequest, Verdict
 from egoadapt.rewards.parse import MAX_RAW_CHARS, Parsed, official_extract, parse_answer
 
 MODES = ("official", "training")
