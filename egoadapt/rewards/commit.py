@@ -38,8 +38,8 @@ MAX_CHARS = 4_000  # longer predictions are refused by length before this runs
 _TOKEN = re.compile(r"\d+(?:\.\d+)?[A-Za-z]*|[A-Za-z]+|\n|[^\sA-Za-z0-9]")
 _KEPT_PUNCT = {",", ";", "/", "&", "+", "|", ".", "!", "?", "\n"}  # other punctuation is dropped ("top-left")
 _ARTICLES = {"a", "an", "the"}
-NEGATIONS = {"not", "never", "neither", "nor", "none", "except", "excluding", "wrong", "incorrect", "unlikely",
-             "no"}
+NEGATIONS = {"not", "never", "neither", "nor", "none", "except", "excluding", "without", "wrong", "incorrect",
+             "false", "unlikely", "no", "nope"}
 _NEGATION_PAIRS = {("other", "than"), ("rather", "than"), ("instead", "of"), ("anything", "but")}
 DISJUNCTIONS = {"or", "either", "alternatively", "otherwise", "vs", "versus", "/", "whether"}
 _LIST_WORDS = {",", ";", "&", "+", "|", "\n", "and", "plus", "maybe", "perhaps", "possibly", "also"}

@@ -238,12 +238,13 @@ _LETTER_LIST = re.compile(
 )
 _SHORT = 200
 # A letter that opens the answer and is followed by a delimiter: "B. scissors", "(B) scissors", "B:\n..."
-_LEADING_TAG = re.compile(r"^[\(\[]\s*([A-Ha-h])\s*[\)\]]|^([A-Ha-h])\s*(?:[.:)\]](?![A-Za-z]\.)|\s-\s|\n)")
+_LEADING_TAG = re.compile(r"^[\(\[]\s*([A-Ha-h])\s*[\)\]]|^([A-Ha-h])\s*(?:[.:)\]](?![A-Za-z]\.)|\s-\s|\n)"
+                          r"|^([A-H])\s+(?:is|would\s+be|should\s+be|seems)\b")  # "B is correct"
 # A letter named after a cue word: "Answer: (B)", "the answer is B", "option C", "I choose D"
 # Cue words in any case; the letter upper case, or lower case only before punctuation or
 # the end ("the answer is a cat" names no letter, "answer: b." does).
 _CUE_TAG = re.compile(
-    r"\b(?i:answer|option|choice|prediction|letter|choose|select|pick)\s*"
+    r"\b(?i:answer|option|choice|prediction|letter|choose|select|pick|go\s+with)\s*"
     r"(?i:is|would\s+be|should\s+be|:|=|-)?\s*:?\s*[\(\[]?\s*"
     r"([A-H]|[a-h](?=\s*$|\s*[.)\]:,;]))\s*[\)\]]?(?![A-Za-z])",
 )
@@ -326,7 +327,7 @@ def resolve_letters(value: str, options=None) -> tuple[tuple[str, ...], str | No
     tags: list[str] = []
     m = _LEADING_TAG.match(s_short)
     if m:
-        tags.append((m.group(1) or m.group(2)).upper())
+        tags.append((m.group(1) or m.group(2) or m.group(3)).upper())
     tags += [x.upper() for x in _CUE_TAG.findall(s_short)]
     tags += [x for x in _PAREN_TAG.findall(s_short)]
     letters = _dedupe(tags)
