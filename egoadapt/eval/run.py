@@ -217,6 +217,13 @@ def make_backend(cfg: DictConfig, samples: list[Sample]):
                          _container(cfg.vllm.get("engine_kwargs")) if cfg.get("vllm") else None, context=context)
 
 
+def batch_size(cfg: DictConfig) -> int:
+    """Questions per generation call: backend=openai sends a batch at once, so a batch holds at least
+    openai.concurrency questions (that many requests in flight)."""
+    n = int(cfg.batch_size)
+    return max(n, int(cfg.openai.concurrency)) if cfg.backend == "openai" else n
+
+
 def has_reference(sample: Sample, qa: str) -> bool:
     return bool(sample.options and sample.answer_letter) if qa == "close" else has_answer_text(sample.answer_text)
 
@@ -296,7 +303,7 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     skip_unusable(items, by_id, cfg.frames, preds_log)  # what frame headers show, before a model loads
     try:
-        stats = generate_predictions(items, backend, preds_log, int(cfg.batch_size), bool(cfg.get("progress", True)),
+        stats = generate_predictions(items, backend, preds_log, batch_size(cfg), bool(cfg.get("progress", True)),
                                      cfg.frames)
     finally:
         if "b" in holder:

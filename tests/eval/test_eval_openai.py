@@ -104,11 +104,14 @@ def test_failed_requests_are_counted_never_fatal_and_asked_again(vllm_server, sy
     assert all("circuit open" in r for r in reasons[2:])  # the breaker stopped asking a dead endpoint
 
     # the endpoint is back (another URL: the folder is bound to the model, not to where it is served)
-    up = openai_args(vllm_server.base_url, vllm_server.served_model_name, synth_dir, out)
+    up = openai_args(vllm_server.base_url, vllm_server.served_model_name, synth_dir, out, "batch_size=1",
+                     "openai.concurrency=2")
     assert cli.main(up) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["timing"]["generated"] == 3 and res["timing"]["already_done"] == 0 and not res["failed"]
-    assert [p["id"] for p in jsonl(out / "predictions.jsonl")] == ["1", "2", "3"]
+    preds = jsonl(out / "predictions.jsonl")
+    assert [p["id"] for p in preds] == ["1", "2", "3"]
+    assert [p["batch_size"] for p in preds] == [2, 2, 1]  # a batch holds openai.concurrency requests in flight
     assert cli.main(up) == 0  # and a third run has nothing left to ask
     assert json.loads((out / "results.json").read_text())["timing"]["already_done"] == 3
 
