@@ -126,3 +126,36 @@ def test_openai_backend_settings_are_checked_before_anything_runs(synth_dir, tmp
                      "openai.send=gif"]) == 2
     assert "openai.send" in capsys.readouterr().err
     assert not any((tmp_path / d).exists() for d in "abc")
+
+
+def test_frames_as_images_are_the_clips_frames_without_the_padding(synth_dir):
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from egoadapt.data.chat_media import chat_messages, image_blocks
+    from egoadapt.data.frames import load_clip
+    from egoadapt.data.load import load_samples
+    from egoadapt.data.prompts import build_messages
+
+    sample = load_samples({"format": "jsonl", "annotations": str(synth_dir / "videos.jsonl")})[0]
+    clip = load_clip(sample, {"fps": 0.75})  # 3 frames of the 4 s span, padded to 4 for Qwen's frame pairs
+    assert (clip.num_frames, clip.padded) == (4, 1)
+    blocks = image_blocks(clip, "png")
+    assert len(blocks) == 3 and all(b["image_url"]["url"].startswith("data:image/png;base64,") for b in blocks)
+    for block, frame in zip(blocks, clip.frames):
+        png = base64.b64decode(block["image_url"]["url"].split(",", 1)[1])
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")), frame)  # lossless, in order
+    chat = chat_messages(build_messages(sample, "closeqa"), blocks)
+    assert [m["role"] for m in chat] == ["user"] and chat[0]["content"][:3] == blocks
+    assert chat[0]["content"][3]["type"] == "text" and sample.question in chat[0]["content"][3]["text"]
+
+
+def test_reply_text_from_every_content_shape():
+    from egoadapt.eval.openai_backend import message_text
+
+    assert message_text("B") == "B" and message_text(None) == ""  # a refusal has no text: scored as no answer
+    assert message_text([{"type": "text", "text": '{"prediction": '}, {"type": "image_url"},
+                         {"type": "text", "text": '"B"}'}]) == '{"prediction": "B"}'
