@@ -37,6 +37,16 @@ COMMAND = "python -m egoadapt.rewards.audit --out docs/reward-audit.md"
 PRIORS = ("uniform", "frequency")
 
 
+def default_training_scoring() -> ScoringConfig:
+    """The training mode with the settings GRPO gets by default (`reward=default`)."""
+    from omegaconf import OmegaConf
+
+    from egoadapt.configs import CONF_DIR
+
+    values = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "reward" / "default.yaml"), resolve=True)
+    return ScoringConfig.from_mapping(values, mode="training")
+
+
 class LenientJudge:
     """Marks 5 whenever the reference occurs in the answer (as whole words), else 0: more generous
     than any real judge, so what reaches it is audited at its most exploitable."""
@@ -151,7 +161,7 @@ def expected_rewards(questions: Sequence[Question], qa: str, prior: str, cfg: Sc
                      per_type: int | None = None) -> dict[str, dict[str, float]]:
     """question type -> strategy -> mean over its questions of the expected training reward.
     `per_type`: only the first N questions of each type (the prior still comes from all)."""
-    cfg = cfg or ScoringConfig(mode="training")
+    cfg = cfg or default_training_scoring()
     probs = priors(questions, prior)
     strategies = CLOSE_STRATEGIES if qa == "close" else OPEN_STRATEGIES
     seen: Counter = Counter()
@@ -201,7 +211,8 @@ def markdown(results: dict[tuple[str, str], dict], testbed: str | Path) -> str:
         "",
         f"The real test bed's option sets ({n} questions, `{Path(testbed).name}`), no answers: each option is",
         "the right one with a prior probability, and each cell is the expected training reward",
-        "(`reward.mode=training`, default settings) of a strategy, averaged over the questions of a type.",
+        "(`reward.mode=training` with the `reward=default` settings) of a strategy, averaged over the",
+        "questions of a type.",
         "",
         "- **uniform** prior: every option equally likely;",
         "- **frequency** prior (adversarial): an option is as likely as its text is frequent among the option",
