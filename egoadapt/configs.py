@@ -7,11 +7,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-HOME = Path(__file__).resolve().parent.parent  # the folder holding conf/ and recipes/
+HOME = Path(__file__).resolve().parent  # the package: every install has its configs
 CONF_DIR = HOME / "conf"
 RECIPES_DIR = HOME / "recipes"
 # Hydra's search path for a recipe: the groups, and the recipes (a recipe may extend a packaged one)
-SEARCHPATH = [f"file://{CONF_DIR}", f"file://{RECIPES_DIR}"]
+SEARCHPATH = ["pkg://egoadapt.conf", "pkg://egoadapt.recipes"]
 
 
 def hydra_value(v: Any) -> str:

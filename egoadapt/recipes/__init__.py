@@ -1,0 +1,1 @@
+"""egoadapt's training recipes (a package, for Hydra's pkg://egoadapt.recipes)."""
