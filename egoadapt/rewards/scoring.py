@@ -5,13 +5,15 @@ Two modes:
 
 official  reproduces the EgoCross reference scripts. CloseQA: the first JSON object's
           "prediction" equals the letter (case-insensitive, no other leniency). OpenQA:
-          the answer text inside the prediction scores mark 5 with no judge call,
-          otherwise the judge's mark; correct iff mark >= 4.
-training  closes the loopholes a policy would learn to exploit: an answer naming several
-          options or candidates earns nothing, empty or over-long answers earn nothing,
-          the substring shortcut needs whole words and no other candidate, and answers
-          with an exact form (counts, times, regions) are scored by task-aware rules
-          before any judge is asked.
+          the answer inside the prediction scores mark 5 with no judge call (an int answer
+          by the reference's integer rule), a non-string prediction against a text answer
+          scores 0 (where the reference raises), otherwise the judge's mark; correct iff
+          mark >= 4.
+training  closes the loopholes a policy would learn to exploit: only an output committing
+          to exactly one answer earns (rewards.commit: hedges, negations and lists earn
+          nothing, decided before any judge call), empty or over-long answers earn nothing,
+          the substring shortcut needs the answer alone, and answers with an exact form
+          (counts, times, regions) are scored by task-aware rules before any judge is asked.
 
 Rewards are in [0, 1]: CloseQA 0/1; OpenQA mark / 5, or the task-aware score.
 """
