@@ -113,6 +113,13 @@ def test_train_recipe_from_a_config_dir(spelling, config_dir, tmp_path, capsys):
     assert cfg["algorithm"] == "sft" and cfg["trainer"]["num_train_epochs"] == 3  # at the top, not under team:
 
 
+def test_config_name_picks_a_users_primary_config(tmp_path, capsys):
+    (tmp_path / "my_split.yaml").write_text("defaults:\n  - data_split\n  - _self_\nsplit:\n  seed: 7\n")
+    assert main(["data", "split", "-cd", str(tmp_path), "-cn", "my_split", "--cfg"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["split"]["seed"] == 7 and cfg["split"]["protocol"] == "paper_70_30"
+
+
 def test_a_config_dir_value_is_not_a_positional_run(config_dir, tmp_path, capsys):
     # compare takes bare arguments as runs: the folder after --config-dir is the flag's value
     assert main(["compare", "--config-dir", str(config_dir), "a", "b", f"out={tmp_path}", "--cfg"]) == 0
