@@ -121,10 +121,10 @@ def location_flags(rest: list[str]) -> tuple[dict[str, str], list[str]]:
     return found, others
 
 
-def searchpath(config_dirs: list[str], recipe: bool) -> list[str]:
-    """The user's config folders first (as Hydra's --config-dir), then egoadapt's own (recipes)."""
-    own = SEARCHPATH if recipe else []
-    return [f"file://{Path(d).expanduser().resolve()}" for d in config_dirs] + own
+def searchpath(config_dirs: list[str], packaged: bool) -> list[str]:
+    """The user's config folders first (as Hydra's --config-dir), then, when the primary config is
+    not in egoadapt/conf itself (a recipe, a user's file), egoadapt's conf and recipes."""
+    return [f"file://{Path(d).expanduser().resolve()}" for d in config_dirs] + (SEARCHPATH if packaged else [])
 
 
 def compose(config_name: str, overrides: list[str], recipe: bool = False, hydra_config: bool = False,
@@ -136,7 +136,7 @@ def compose(config_name: str, overrides: list[str], recipe: bool = False, hydra_
     from hydra.errors import HydraException
 
     config_dir = config_dir or (RECIPES_DIR if recipe else CONF_DIR)
-    search = searchpath(list(config_dirs), recipe or config_dir != CONF_DIR)  # a user's primary config: on conf/
+    search = searchpath(list(config_dirs), packaged=config_dir != CONF_DIR)
     extra = [f"hydra.searchpath=[{','.join(search)}]"] if search else []
     with initialize_config_dir(config_dir=str(config_dir), version_base=None):
         try:
@@ -251,7 +251,7 @@ def run_recipe(target: str, rest: list[str], located: dict[str, str]) -> int:
             with open_dict(cfg):
                 del cfg["hydra"]
             preflight(cfg, here=here)
-    sys.argv = ["egoadapt", *flags, f"hydra.searchpath=[{','.join(searchpath(dirs, recipe=True))}]", *plain]
+    sys.argv = ["egoadapt", *flags, f"hydra.searchpath=[{','.join(searchpath(dirs, packaged=True))}]", *plain]
     try:
         hydra.main(config_path=str(folder), config_name=name, version_base="1.3")(task)()
     finally:
