@@ -170,3 +170,16 @@ def test_sweep_job_eval_and_compare_land_in_wandb(tiny_model_dir, synth_dir, tmp
     logged = {k: v for h in cmp_run["history"] for k, v in h.items()}
     assert logged["compare/compare"]["_type"] == "table-file"
     assert logged["compare/accuracy_by_domain"]["_type"] == "image-file"
+
+
+@pytest.mark.integration
+def test_an_unreachable_wandb_server_falls_back_to_offline(no_login, monkeypatch, tmp_path):
+    """Logged in, but the server does not answer (a closed port): the run goes on offline."""
+    monkeypatch.setenv("WANDB_API_KEY", "a" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("WANDB_INIT_TIMEOUT", "10")
+    assert tracking.wandb_mode() == "online"
+    run = tracking._init(project="egoadapt", name="fallback", dir=str(tmp_path))
+    assert run is not None and run.settings.mode == "offline"
+    run.finish()
+    assert list(tmp_path.glob(f"wandb/offline-run-*-{run.id}"))
