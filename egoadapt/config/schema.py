@@ -45,6 +45,7 @@ class Frames:  # egoadapt.data.frames
     max_frames: int = rule(ge=1)
     max_pixels: int | None = rule(ge=1)
     resize: str = rule("cap", "qwen_vl_utils")
+    processor_fps: float | None = rule(gt=0)
     odd_frames: str = rule("pad", "drop", "keep")
     span_tolerance_s: float = rule(ge=0)
     threads: int = rule(ge=0)

@@ -154,6 +154,8 @@ def vision_key_parts(sample: Sample, frames_cfg: Any, processor: Any,
         names += ("fps",)
     if frame_setting(frames_cfg, "resize") != "cap":  # (cap: keys as before)
         names += ("resize",)
+    if frame_setting(frames_cfg, "processor_fps"):  # second_per_grid_ts (unset: keys as before)
+        names += ("processor_fps",)
     knobs = {k: frame_setting(frames_cfg, k) for k in names}
     return {"source": sample.frame_source.key(), "files": file_stamps(sample.frame_source), "frames": knobs,
             "processor": processor_identity(processor), "processor_kwargs": dict(processor_kwargs or {})}

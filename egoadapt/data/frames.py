@@ -53,8 +53,8 @@ from egoadapt.data.schema import FrameSource, Sample
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {"backend": "decord", "fps": None, "max_frames": 128, "max_pixels": 401408, "resize": "cap",
-            "odd_frames": "pad", "span_tolerance_s": 0.5, "threads": 1, "on_error": "raise"}
+DEFAULTS = {"backend": "decord", "fps": None, "processor_fps": None, "max_frames": 128, "max_pixels": 401408,
+            "resize": "cap", "odd_frames": "pad", "span_tolerance_s": 0.5, "threads": 1, "on_error": "raise"}
 
 
 # Sizes refused from the header, before decoding (see the module docstring)
@@ -82,6 +82,7 @@ class Clip:
     backend: str = "pil"
     source_fps: float | None = None  # native fps of the video file
     meta: dict[str, Any] = field(default_factory=dict)
+    processor_fps: float | None = None  # the rate the processor is told (frames.processor_fps); None: `fps`
 
     @property
     def num_frames(self) -> int:
@@ -91,8 +92,9 @@ class Clip:
         """`video_metadata` for the transformers processor / vLLM (fields of transformers' VideoMetadata)."""
         t, h, w = self.frames.shape[:3]
         real = t - self.padded
-        return {"total_num_frames": t, "fps": float(self.fps), "frames_indices": list(range(real)) + [real - 1] * self.padded,
-                "duration": t / self.fps, "width": int(w), "height": int(h), "video_backend": self.backend}
+        fps = float(self.processor_fps or self.fps)
+        return {"total_num_frames": t, "fps": fps, "frames_indices": list(range(real)) + [real - 1] * self.padded,
+                "duration": t / fps, "width": int(w), "height": int(h), "video_backend": self.backend}
 
 
 def frame_setting(frames_cfg: Any, key: str) -> Any:
@@ -112,6 +114,13 @@ def load_clip(source: Sample | FrameSource, frames_cfg: Any = None, record: str 
     if source.kind == "video":
         return load_video(source, frames_cfg, record)
     return load_frame_list(source, frames_cfg, record)
+
+
+def told_rate(clip: Clip, frames_cfg: Any) -> Clip:
+    """`frames.processor_fps`: the rate the processor is told, which sets mRoPE's temporal step
+    (second_per_grid_ts), when it is not the clip's (the official scripts tell every clip 0.5)."""
+    clip.processor_fps = frame_setting(frames_cfg, "processor_fps")
+    return clip
 
 
 def check_source(source: Sample | FrameSource, frames_cfg: Any = None, record: str = "") -> None:
@@ -229,7 +238,7 @@ def load_frame_list(source: FrameSource, frames_cfg: Any = None, record: str = "
     frames = np.stack([np.asarray(im, dtype=np.uint8) for im in images])
     times = [k / fps for k in range(len(chosen))]
     clip = Clip(frames, fps, times, chosen, (0.0, len(chosen) / fps), backend="pil")
-    return fix_odd(clip, frame_setting(frames_cfg, "odd_frames"))
+    return told_rate(fix_odd(clip, frame_setting(frames_cfg, "odd_frames")), frames_cfg)
 
 
 def _frame_sizes(source: FrameSource, frames_cfg: Any, record: str) -> tuple[int, list[int], list[tuple[int, int]]]:
@@ -348,7 +357,7 @@ def load_video(source: FrameSource, frames_cfg: Any = None, record: str = "") ->
         frames = np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BICUBIC)) for f in frames])
     clip = Clip(np.ascontiguousarray(frames, dtype=np.uint8), fps, times, indices, span, backend=backend,
                 source_fps=native)
-    return fix_odd(clip, frame_setting(frames_cfg, "odd_frames"))
+    return told_rate(fix_odd(clip, frame_setting(frames_cfg, "odd_frames")), frames_cfg)
 
 
 def _open_video(source: FrameSource, frames_cfg: Any, record: str):

@@ -7,7 +7,8 @@ and the processor's video grid, each against the official recipe computed here f
   sampling fps (1.0 for CholecTrack20 `.png` frames, else 0.5) written by Python's str();
 - frames: every frame of the list, padded with the last one to an even count (qwen-vl-utils);
 - grid: each frame resized by qwen-vl-utils' smart_resize (factor 28, 4*28*28 .. 480*360
-  pixels), then by the processor's (256*28*28 .. 1280*28*28); grid = (T/2, H/14, W/14).
+  pixels), then by the processor's (256*28*28 .. 1280*28*28); grid = (T/2, H/14, W/14);
+- time axis: the processor told the script's --fps, 0.5, for every clip: second_per_grid_ts 2/0.5.
 
 Real frames are gated, so frames of the source datasets' video sizes are fabricated (the release
 does not state them: these sizes are assumptions, chosen to take both resize branches).
@@ -124,7 +125,7 @@ def cfg(tiny_model_dir, testbed, tmp_path_factory):
 
 
 def test_the_preset(cfg):
-    assert cfg.prompt.name == "official" and cfg.frames.resize == "qwen_vl_utils"
+    assert cfg.prompt.name == "official" and cfg.frames.resize == "qwen_vl_utils" and cfg.frames.processor_fps == 0.5
     assert (cfg.frames.max_pixels, cfg.model.min_pixels, cfg.model.max_pixels) == (480 * 360, 256 * 784, 1280 * 784)
     assert cfg.generation.max_new_tokens == 2048 and cfg.generation.temperature == 0  # greedy
 
@@ -164,7 +165,8 @@ def test_video_grid_and_chat_text_through_the_eval_path(cfg, records):
         vision = video.vision(str(r["id"]))
         grid = tuple(int(x) for x in vision["video_grid_thw"].reshape(-1))
         assert grid == official_grid(r), (r["id"], grid, official_grid(r))
-        assert float(vision["fps"]) == official_fps(r)
+        assert float(vision["fps"]) == official_fps(r)  # the rate the prompt states
+        assert vision["second_per_grid_ts"].reshape(-1).tolist() == [2 / 0.5]  # the rate the processor is told
         grids.add(grid[1:])
         for qa, official in (("closeqa", official_closeqa), ("openqa", official_openqa)):
             assert video.prompt_text(video.messages(str(r["id"]), qa)) == chat(official(r))
