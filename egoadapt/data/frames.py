@@ -118,8 +118,10 @@ def load_clip(source: Sample | FrameSource, frames_cfg: Any = None, record: str 
 
 def told_rate(clip: Clip, frames_cfg: Any) -> Clip:
     """`frames.processor_fps`: the rate the processor is told, which sets mRoPE's temporal step
-    (second_per_grid_ts), when it is not the clip's (the official scripts tell every clip 0.5)."""
-    clip.processor_fps = frame_setting(frames_cfg, "processor_fps")
+    (second_per_grid_ts), when it is not the clip's (the official scripts tell every clip 0.5, their
+    --fps). Not with frames.fps: the clip is then at that rate and is told it (as --fps does)."""
+    if not frame_setting(frames_cfg, "fps"):
+        clip.processor_fps = frame_setting(frames_cfg, "processor_fps")
     return clip
 
 

@@ -219,3 +219,17 @@ def test_eval_protocol_official_as_a_user_runs_it(tiny_model_dir, testbed, recor
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["prompt"]["name"] == "official" and results["counts"]["unscored"] == 6
     assert results["config"]["generation"]["temperature"] == 0
+
+
+def test_a_rate_ablation_tells_the_processor_its_rate(cfg, records):
+    """frames.fps=R (the sampling-rate ablation) takes every k-th frame and tells the processor R,
+    as the official script's --fps R does; without it every clip is told 0.5."""
+    from omegaconf import OmegaConf
+
+    from egoadapt.data.frames import load_clip
+
+    sample = next(s for s in load_samples(cfg.data) if s.frame_source.fps == 0.5 and len(s.frame_source.frames) == 8)
+    assert load_clip(sample, cfg.frames).metadata()["fps"] == 0.5
+    slower = OmegaConf.merge(cfg.frames, {"fps": 0.25})
+    clip = load_clip(sample, slower)
+    assert (clip.fps, clip.metadata()["fps"], clip.num_frames) == (0.25, 0.25, 4)
