@@ -117,9 +117,10 @@ def load_clip(source: Sample | FrameSource, frames_cfg: Any = None, record: str 
 
 
 def told_rate(clip: Clip, frames_cfg: Any) -> Clip:
-    """`frames.processor_fps`: the rate the processor is told, which sets mRoPE's temporal step
-    (second_per_grid_ts), when it is not the clip's (the official scripts tell every clip 0.5, their
-    --fps). Not with frames.fps: the clip is then at that rate and is told it (as --fps does)."""
+    """`frames.processor_fps`: the rate the processor is told for a frame list, which sets mRoPE's
+    temporal step (second_per_grid_ts), when it is not the list's (the official scripts tell every
+    list 0.5, their --fps). Not with frames.fps: the clip is then at that rate and is told it (as
+    --fps does); videos are always told the rate they are sampled at."""
     if not frame_setting(frames_cfg, "fps"):
         clip.processor_fps = frame_setting(frames_cfg, "processor_fps")
     return clip
@@ -359,7 +360,7 @@ def load_video(source: FrameSource, frames_cfg: Any = None, record: str = "") ->
         frames = np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BICUBIC)) for f in frames])
     clip = Clip(np.ascontiguousarray(frames, dtype=np.uint8), fps, times, indices, span, backend=backend,
                 source_fps=native)
-    return told_rate(fix_odd(clip, frame_setting(frames_cfg, "odd_frames")), frames_cfg)
+    return fix_odd(clip, frame_setting(frames_cfg, "odd_frames"))
 
 
 def _open_video(source: FrameSource, frames_cfg: Any, record: str):
