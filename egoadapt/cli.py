@@ -298,12 +298,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"egoadapt {' '.join(words)}: {help_}\n\ndefaults (override with key=value):\n")
         print(OmegaConf.to_yaml(compose(config_name, [])))
         return 0
-    show = "--cfg" in rest
+    flags, overrides = split_flags(rest)  # `--cfg`, `--cfg job`, `--cfg=job`, `-c job` as in Hydra
+    names = {f.split("=", 1)[0] for f in flags if f.startswith("-")}
+    if names - {"--cfg", "-c"}:
+        raise UsageError(f"egoadapt {' '.join(words)} takes key=value overrides and --cfg (print the config); "
+                         f"not {', '.join(sorted(names - {'--cfg', '-c'}))}" +
+                         (" (sweeps with -m are for `egoadapt train`)" if names & {"-m", "--multirun"} else ""))
+    show = bool(names)
     # --config-dir DIR: groups and primary configs of the user's; --config-name NAME: the primary config
     dirs = [located[k] for k in ("config_dir", "config_path") if k in located]
     primary_dir = Path(dirs[0]).expanduser().resolve() if "config_name" in located and dirs else None
-    cfg = compose(located.get("config_name", config_name), [a for a in rest if a != "--cfg"],
-                  config_dir=primary_dir, config_dirs=dirs)
+    cfg = compose(located.get("config_name", config_name), overrides, config_dir=primary_dir, config_dirs=dirs)
     if show:
         print(OmegaConf.to_yaml(cfg))
         return 0

@@ -35,3 +35,16 @@ def test_every_recipe_composes(capsys):
         assert main(["train", f"recipe={name}", "out=/tmp/x", "--cfg", "job"]) == 0
         out = capsys.readouterr().out
         assert "algorithm:" in out and "trainer:" in out
+
+
+@pytest.mark.parametrize("flag", [["--cfg", "job"], ["--cfg=job"], ["-c", "job"], ["--cfg"]])
+def test_every_command_prints_its_config_with_hydras_flag_spellings(flag, capsys):
+    assert main(["eval", "checkpoint=ckpt", "out=/tmp/never-written", "+vllm.engine_kwargs.tensor_parallel_size=2",
+                 *flag]) == 0
+    out = capsys.readouterr().out
+    assert "checkpoint: ckpt" in out and "tensor_parallel_size: 2" in out
+
+
+def test_a_hydra_flag_a_command_does_not_take_is_refused():
+    with pytest.raises(SystemExit, match="sweeps with -m are for `egoadapt train`"):
+        main(["eval", "checkpoint=ckpt", "out=/tmp/x", "-m"])
