@@ -2,6 +2,7 @@
 dependencies resolved by pip from setup.cfg's ranges (offline, against the distributions this
 environment holds: a range the tested stack does not satisfy fails here), then the `egoadapt`
 console script of that environment runs `--help` and `train recipe=demo/tiny_sft ... --cfg job`
+(the configs and recipes read from the installed package through Hydra's pkg:// search path)
 from a folder outside the repo. Also: the declared metadata (Python 3.11, ranges, the pins in
 constraints.txt inside those ranges)."""
 from __future__ import annotations
@@ -12,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -75,6 +77,9 @@ def fresh_venv(tmp_path_factory) -> Path:
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), str(src)],
                    check=True, capture_output=True, timeout=300)
+    names = zipfile.ZipFile(next((tmp / "dist").glob("egoadapt-*.whl"))).namelist()  # the configs travel inside
+    assert {"egoadapt/conf/train.yaml", "egoadapt/conf/model/qwen2_5_vl_7b.yaml", "egoadapt/recipes/demo/tiny_sft.yaml",
+            "egoadapt/recipes/egocross/grpo_qwen2_5_vl_7b.yaml"} <= set(names)
     venv = tmp / "venv"
     subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
@@ -98,12 +103,15 @@ def run(venv: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.integration
 def test_clean_install_runs_the_console_script_outside_the_repo(fresh_venv, tmp_path):
-    where = subprocess.run([str(fresh_venv / "bin" / "python"), "-c", "import egoadapt; print(egoadapt.__file__)"],
-                           cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
-    assert where.startswith(str(fresh_venv)), where  # the installed wheel, not the repo's editable copy
+    where = subprocess.run([str(fresh_venv / "bin" / "python"), "-c",
+                            "import egoadapt, egoadapt.configs as c; print(egoadapt.__file__, c.CONF_DIR)"],
+                           cwd=tmp_path, capture_output=True, text=True, check=True).stdout.split()
+    assert all(w.startswith(str(fresh_venv)) for w in where), where  # the installed wheel, not the repo's copy
     help_ = run(fresh_venv, tmp_path, "--help")
     assert help_.returncode == 0 and "egoadapt <command>" in help_.stdout and "push" in help_.stdout
     job = run(fresh_venv, tmp_path, "train", "recipe=demo/tiny_sft", f"out={tmp_path / 'run'}", "--cfg", "job")
     assert job.returncode == 0, job.stderr[-3000:]
-    assert "algorithm: sft" in job.stdout
+    assert "algorithm: sft" in job.stdout and "num_train_epochs: 16" in job.stdout  # the packaged recipe
     assert not (tmp_path / "run").exists()  # --cfg job prints, writes nothing
+    listing = run(fresh_venv, tmp_path, "train", "--help")
+    assert "egocross/grpo_qwen2_5_vl_7b" in listing.stdout
