@@ -59,6 +59,7 @@ cmd=(vllm serve "$model" \
   --max-model-len "${VLLM_MAX_MODEL_LEN:-16384}" \
   --max-num-batched-tokens "${VLLM_MAX_NUM_BATCHED_TOKENS:-${VLLM_MAX_MODEL_LEN:-16384}}" \
   --limit-mm-per-prompt '{"video": 1, "image": 0}' \
+  --logprobs-mode processed_logprobs \
   "${trust[@]}" "${auth[@]}" "$@")
 if [[ "${EGOADAPT_DRY_RUN:-0}" == 1 ]]; then
   echo "VLLM_SERVER_DEV_MODE=${VLLM_SERVER_DEV_MODE:-0} ${cmd[*]}"

@@ -51,6 +51,9 @@ def cut_at_eos(ids: Sequence[int], eos_ids: Sequence[int], banned: Sequence[int]
 
 class RolloutEngine:
     name = "base"
+    # `generate` returns the sampler's log-prob of each completion token (after temperature and
+    # logit processors): TRL's importance-sampling correction weighs the loss with them
+    sampling_logprobs = False
 
     def __init__(self, video: VideoInputs, sampling: dict[str, Any]):
         self.video = video
@@ -122,6 +125,7 @@ class VLLMColocateEngine(RolloutEngine):
     VideoInputs holds, plus `max_tokens`); `engine_kwargs` overrides them."""
 
     name = "vllm_colocate"
+    sampling_logprobs = True
 
     def __init__(self, video, sampling, model_path: str, engine_kwargs: dict[str, Any] | None = None,
                  world_size: int = 1, context=None, kwargs_key: str = "rollout.engine_kwargs"):
@@ -133,7 +137,8 @@ class VLLMColocateEngine(RolloutEngine):
 
         context = context or plan_for_video(video, sampling["max_tokens"], model_path)
         engine_kwargs = vllm_kwargs(context, video.processor, engine_kwargs, kwargs_key)
-        kwargs = dict(enforce_eager=True, seed=0)
+        # log-probs of the distribution sampled from (temperature, logit bias), as TRL's own colocated vLLM
+        kwargs = dict(enforce_eager=True, seed=0, logprobs_mode="processed_logprobs")
         if not torch.cuda.is_available():
             kwargs["kv_cache_memory_bytes"] = 256 * 1024**2
         else:
@@ -219,6 +224,7 @@ class VLLMServerEngine(RolloutEngine):
     `counters["failures"]`), never a silent gap in a group."""
 
     name = "vllm_server"
+    sampling_logprobs = True  # when the server runs with --logprobs-mode processed_logprobs (launch/vllm_server.sh)
     SYNC_PREFIX = "step-"
 
     def __init__(self, video, sampling, base_url: str, model: str, weights_dir: Path,

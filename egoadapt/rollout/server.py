@@ -86,11 +86,12 @@ class VLLMServer:
         return [str(bindir / "vllm"), "serve", self.model, "--host", self.host, "--port", str(self.port),
                 "--served-model-name", self.served_model_name, "--max-model-len", str(self.max_model_len),
                 "--kv-cache-memory-bytes", str(self.kv_cache_bytes), "--enforce-eager",
-                "--max-num-seqs", "16", *self._trust_args(), *self._auth_args(), *self.extra_args]
+                "--max-num-seqs", "16", *self._rollout_args(), *self._auth_args(), *self.extra_args]
 
-    def _trust_args(self) -> list[str]:
-        # a rollout server (dev mode) takes the trainer's pixel limits with each request
-        return ["--trust-request-mm-kwargs"] if self.dev_mode else []
+    def _rollout_args(self) -> list[str]:
+        # a rollout server (dev mode) takes the trainer's pixel limits with each request and returns
+        # the log-probs of the distribution it sampled from (TRL's importance-sampling correction)
+        return ["--trust-request-mm-kwargs", "--logprobs-mode", "processed_logprobs"] if self.dev_mode else []
 
     def _auth_args(self) -> list[str]:
         return ["--middleware", "egoadapt.rollout.server.require_api_key"] if self.api_key_env else []

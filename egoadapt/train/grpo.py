@@ -14,11 +14,18 @@ alone and the vision tower never gets a gradient. This subclass changes three se
 - a `video_row` column travels with the rows through TRL's shuffling and splitting, so a
   training mini-batch knows which clip each of its rows came from.
 
+With a vLLM engine, TRL's own importance-sampling correction (`vllm_importance_sampling_*`)
+weighs the loss by trainer log-prob / sampler log-prob from the engine's per-token log-probs.
+TRL gates that code on `use_vllm`, which egoadapt leaves False in the config (it would start
+TRL's own, image-only vLLM); the trainer sets it after TRL's init instead and hands TRL's
+rollout_func sync hook (`vllm_generation.sync_weights()`) the engine's sync.
+
 Everything else (loss types, beta and the reference model, num_iterations, clipping,
 logging) is TRL's own.
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -29,6 +36,8 @@ from egoadapt.rollout.engines import RolloutEngine
 from egoadapt.train.checkpoint import VerifiedResumeMixin
 from egoadapt.train.datasets import prompt_qa
 from egoadapt.train.video import VideoInputs
+
+log = logging.getLogger(__name__)
 
 
 class _WithVideo:
@@ -51,14 +60,19 @@ class VideoRollout:
     def __init__(self, engine: RolloutEngine, video: VideoInputs):
         self.engine, self.video = engine, video
 
+    def sync(self, trainer: "VideoGRPOTrainer") -> None:
+        """Push the trainer's weights into the engine once per optimizer step."""
+        if trainer.state.global_step == self.engine.synced_step:
+            return
+        start = time.perf_counter()
+        self.engine.sync(trainer)
+        trainer.accelerator.wait_for_everyone()  # no rank samples from stale weights
+        self.engine.synced_step = trainer.state.global_step
+        # wall time of the whole sync (gather, write, reload, barrier), averaged over ranks
+        trainer._log_metric("rollout/sync_seconds", time.perf_counter() - start)
+
     def __call__(self, prompts: list, trainer: "VideoGRPOTrainer") -> dict[str, Any]:
-        if trainer.state.global_step != self.engine.synced_step:
-            start = time.perf_counter()
-            self.engine.sync(trainer)
-            trainer.accelerator.wait_for_everyone()  # no rank samples from stale weights
-            self.engine.synced_step = trainer.state.global_step
-            # wall time of the whole sync (gather, write, reload, barrier), averaged over ranks
-            trainer._log_metric("rollout/sync_seconds", time.perf_counter() - start)
+        self.sync(trainer)
         rows = trainer.batch_rows
         sample_ids = [r["sample_id"] for r in rows]
         messages = [self.video.messages(r["sample_id"], prompt_qa(r["qa"])) for r in rows]
@@ -66,9 +80,19 @@ class VideoRollout:
         completion_ids, logprobs = self.engine.generate(messages, sample_ids, prompt_ids, trainer)
         for name, total in getattr(self.engine, "counters", {}).items():  # requests, retries, mismatches...
             trainer._log_metric(f"rollout/{name}", float(total))  # running totals since the run started
-        if logprobs is None:
-            logprobs = [[0.0] * len(c) for c in completion_ids]  # TRL uses them only with its own vLLM
+        # None (HF): TRL then has no sampler log-probs, and its off-policy mask falls back to the
+        # old policy's own instead of reading made-up zeros
         return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
+
+
+class _EngineWeights:
+    """Stands in for TRL's `VLLMGeneration` where TRL's rollout_func path syncs weights."""
+
+    def __init__(self, rollout: VideoRollout, trainer: "VideoGRPOTrainer"):
+        self.rollout, self.trainer = rollout, trainer
+
+    def sync_weights(self) -> None:
+        self.rollout.sync(self.trainer)
 
 
 class VideoGRPOTrainer(VerifiedResumeMixin, GRPOTrainer):
@@ -78,6 +102,27 @@ class VideoGRPOTrainer(VerifiedResumeMixin, GRPOTrainer):
         self.batch_rows: list[dict] = []  # rows of the generation batch being scored
         self._active_sample_ids: list[str] | None = None  # rows of the current log-prob pass
         super().__init__(*args, rollout_func=VideoRollout(engine, video), **kwargs)
+        self._correct_with_engine_logprobs()
+
+    def _correct_with_engine_logprobs(self) -> None:
+        """Turn on TRL's importance-sampling correction for rollouts from a vLLM engine.
+
+        TRL computes the ratio, truncates or masks it and logs `sampling/importance_sampling_ratio/*`
+        and `sampling/sampling_logp_difference/*` only when `self.use_vllm`; with `args.use_vllm`
+        it would also build its own vLLM, so the flag is set here, after TRL's init. TRL's
+        rollout_func path then syncs through `vllm_generation.sync_weights()`: the engine's sync."""
+        if not self.vllm_importance_sampling_correction:
+            return
+        if not self.engine.sampling_logprobs:
+            log.info("importance-sampling correction off: rollout=%s samples from the policy being trained and "
+                     "returns no sampler log-probs", self.engine.name)
+            return
+        self.use_vllm = True
+        self.vllm_generation = _EngineWeights(self.rollout_func, self)
+        self._last_loaded_step = -1  # TRL's tag; the engine's own `synced_step` decides whether a sync is due
+        log.info("importance-sampling correction on (TRL's %s, clip %s..%s) with rollout=%s's log-probs",
+                 self.vllm_importance_sampling_mode, self.vllm_importance_sampling_clip_min,
+                 self.vllm_importance_sampling_clip_max, self.engine.name)
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()

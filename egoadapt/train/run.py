@@ -97,6 +97,12 @@ def preflight(cfg: DictConfig, here: bool = True) -> None:
                                "pip install -e .[gpu] (CUDA) or make install (CPU), or use rollout=hf")
     if cfg.algorithm == "grpo" and cfg.rollout.engine == "vllm_server" and not cfg.rollout.get("base_url"):
         raise TrainConfigError("rollout=vllm_server needs rollout.base_url=http://HOST:PORT/v1")
+    if cfg.algorithm == "grpo" and cfg.rollout.engine.startswith("vllm"):
+        t = cfg.trainer  # TRL checks this only with its own vLLM (use_vllm), which egoadapt does not start
+        if (t.get("loss_type") == "vespo" and t.get("vllm_importance_sampling_correction", True)
+                and t.get("vllm_importance_sampling_mode", "sequence_mask") not in ("token_truncate", "token_mask")):
+            raise TrainConfigError("trainer.loss_type=vespo with vLLM rollouts needs "
+                                   "trainer.vllm_importance_sampling_mode=token_truncate or token_mask")
     if cfg.get("split", {}).get("manifest") and not Path(cfg.split.manifest).is_file():
         raise TrainConfigError(f"split.manifest={cfg.split.manifest}: no such file")
     if cfg.algorithm == "grpo":
