@@ -68,6 +68,10 @@ class RolloutEngine:
                  ) -> tuple[list[list[int]], list[list[float]] | None]:
         raise NotImplementedError
 
+    def logprobs_problem(self) -> str | None:
+        """Why the engine's log-probs would bias the importance-sampling correction, or None."""
+        return None
+
     def sync(self, trainer) -> None:
         """Push the trainer's weights into the engine (no-op for HF, which uses the model itself)."""
 
@@ -300,6 +304,26 @@ class VLLMServerEngine(RolloutEngine):
         lps = [t["logprob"] for t in (choice.get("logprobs") or {}).get("content") or []]
         ids = cut_at_eos(ids, self.eos_ids, self.banned)
         return ids, lps[:len(ids)]
+
+    def logprobs_problem(self):
+        """A server must return the log-probs of what it sampled from (after temperature and logit
+        bias: `--logprobs-mode processed_logprobs`), read from its dev-mode `/server_info`."""
+        from egoadapt.net import request_with_retries
+
+        try:
+            r = request_with_retries(self.http, "GET", f"{self.root}/server_info", params={"config_format": "json"},
+                                     **self.retry)
+            r.raise_for_status()
+            mode = r.json()["vllm_config"]["model_config"]["logprobs_mode"]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
+            return (f"could not read the logprobs mode of the vLLM server at {self.root} from /server_info "
+                    f"({type(e).__name__}: {e}); it must run with --logprobs-mode processed_logprobs")
+        if mode == "processed_logprobs":
+            return None
+        return (f"the vLLM server at {self.root} runs with --logprobs-mode {mode}, which biases the correction "
+                "(temperature and logit bias are not in its log-probs): restart it with --logprobs-mode "
+                "processed_logprobs (launch/vllm_server.sh passes it) or set "
+                "trainer.vllm_importance_sampling_correction=false")
 
     def _untrusted_pixels(self) -> None:
         with self._lock:

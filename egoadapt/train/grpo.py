@@ -123,6 +123,8 @@ class VideoGRPOTrainer(VerifiedResumeMixin, GRPOTrainer):
         log.info("importance-sampling correction on (TRL's %s, clip %s..%s) with rollout=%s's log-probs",
                  self.vllm_importance_sampling_mode, self.vllm_importance_sampling_clip_min,
                  self.vllm_importance_sampling_clip_max, self.engine.name)
+        if self.accelerator.is_main_process and (problem := self.engine.logprobs_problem()):
+            log.warning("importance-sampling correction: %s", problem)
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()

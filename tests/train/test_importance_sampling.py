@@ -30,10 +30,11 @@ def stand_in_trainer(engine_cls, correction=True):
     engine = SimpleNamespace(sampling_logprobs=engine_cls.sampling_logprobs, name=engine_cls.name, synced_step=0,
                              syncs=[])
     engine.sync = lambda trainer: engine.syncs.append(trainer.state.global_step)
+    engine.logprobs_problem = lambda: None
     trainer = SimpleNamespace(engine=engine, use_vllm=False, vllm_importance_sampling_correction=correction,
                               vllm_importance_sampling_mode="token_truncate", vllm_importance_sampling_clip_min=None,
                               vllm_importance_sampling_clip_max=3.0, state=SimpleNamespace(global_step=0),
-                              accelerator=SimpleNamespace(wait_for_everyone=lambda: None),
+                              accelerator=SimpleNamespace(wait_for_everyone=lambda: None, is_main_process=True),
                               _log_metric=lambda name, value: None)
     trainer.rollout_func = VideoRollout(engine, video=None)
     VideoGRPOTrainer._correct_with_engine_logprobs(trainer)
@@ -96,3 +97,25 @@ def test_ratio_is_one_when_engine_and_trainer_agree_and_truncated_when_not(tiny_
     assert abs(mean[0] - 1) < 0.1 and 0.7 < low[0] <= high[0] < 1.4 and diff[0] < 0.15
     assert diff[1] == pytest.approx(2.0, abs=0.15)
     assert low[1] == pytest.approx(3.0) and high[1] == pytest.approx(3.0)  # every token's ratio truncated
+
+
+@pytest.mark.server
+def test_rollout_server_returns_processed_logprobs(vllm_server, tiny_model_dir, synth_dir, tmp_path):
+    """The rollout server as egoadapt starts it samples and reports the same distribution; a
+    server without dev mode's /server_info is named as unchecked."""
+    from egoadapt.data.load import load_samples
+    from egoadapt.train.video import VideoInputs
+
+    samples = load_samples({"format": "egocross", "annotations": str(synth_dir / "annotations.json"),
+                            "answers": str(synth_dir / "answers.json"), "root": str(synth_dir)})[:1]
+    from transformers import AutoProcessor
+
+    video = VideoInputs(samples, AutoProcessor.from_pretrained(tiny_model_dir), frames_cfg=None)
+    engine = VLLMServerEngine(video, {"temperature": 1.0, "max_tokens": 4}, vllm_server.base_url,
+                              vllm_server.served_model_name, tmp_path, retries=0)
+    try:
+        assert engine.logprobs_problem() is None
+        engine.root = engine.root + "/nothing-here"
+        assert "could not read the logprobs mode" in engine.logprobs_problem()
+    finally:
+        engine.close()
