@@ -99,11 +99,11 @@ def test_secrets_never_reach_the_tracker():
 # ------------------------------------------------------------------ other trackers, refused before loading
 
 @pytest.mark.parametrize("name", ["tensorboard", "trackio"])
-def test_missing_tracker_is_refused_naming_the_extra(name, tmp_path, tiny_config_model):
+def test_missing_tracker_is_refused_naming_the_extra(name, tmp_path, tiny_config_model, monkeypatch):
     import importlib.util
 
-    if importlib.util.find_spec(name) is not None:
-        pytest.skip(f"{name} is installed here")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda m, *a: None if m == name else real(m, *a))  # not installed
     with pytest.raises(SystemExit) as e:
         cli(["train", "recipe=demo/tiny_sft", f"out={tmp_path / 'run'}", f"model.path={tiny_config_model}",
              f"data.root={tmp_path}", f"logger={name}"])
@@ -183,3 +183,18 @@ def test_an_unreachable_wandb_server_falls_back_to_offline(no_login, monkeypatch
     assert run is not None and run.settings.mode == "offline"
     run.finish()
     assert list(tmp_path.glob(f"wandb/offline-run-*-{run.id}"))
+
+
+@pytest.mark.integration
+def test_logger_tensorboard_writes_the_training_scalars(tiny_model_dir, synth_dir, tmp_path, monkeypatch):
+    """The tensorboard extra (in dev): TRL's TensorBoard callback writes the loss under <out>/runs/."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.train.helpers import train
+
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
+    out = train("demo/tiny_sft", tiny_model_dir, synth_dir, tmp_path / "tb", "trainer.max_steps=2", "logger=tensorboard")
+    events = list((out / "runs").glob("*/events.out.tfevents.*"))
+    assert len(events) == 1
+    scalars = EventAccumulator(str(events[0].parent)).Reload().Tags()["scalars"]
+    assert "train/loss" in scalars, scalars
