@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 WIDTH, HEIGHT = 854, 480
-MIN_PIXELS, MAX_PIXELS = 3136, 200704  # conf/model/qwen2_5_vl_7b.yaml
+MIN_PIXELS, MAX_PIXELS = 3136, 200704  # egoadapt/conf/model/qwen2_5_vl_7b.yaml
 LENGTHS = (12, 92)
 FORMATS = ("uint8 patches", "float32 patches", "bf16 patches", "uint8 frames")
 

@@ -147,8 +147,8 @@ def run(quick: bool = False) -> list[dict]:
                  f"slower at the median ({worst['name'].split(' (')[0]})"
                  + (", and slower in every round, so it is real if small" if every else
                     ", within the spread of the rounds") +
-                 ". `frames=pyav` (conf/frames/pyav.yaml) switches a run to PyAV; making it the default would be a "
-                 "one-line change in conf/frames/default.yaml, worth re-measuring on real EgoCross-length videos first.")
+                 ". `frames=pyav` (egoadapt/conf/frames/pyav.yaml) switches a run to PyAV; making it the default would be a "
+                 "one-line change in egoadapt/conf/frames/default.yaml, worth re-measuring on real EgoCross-length videos first.")
     rows.append(common.note(text))
     return rows
 

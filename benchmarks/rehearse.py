@@ -38,7 +38,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 FIXTURES = Path(os.environ.get("EGOCROSS_DIR", ROOT / "tests" / "fixtures" / "egocross"))
-PIXEL_BUDGET = {"min_pixels": 3136, "max_pixels": 200704}  # the 7B recipes' (conf/model/qwen2_5_vl_7b.yaml)
+PIXEL_BUDGET = {"min_pixels": 3136, "max_pixels": 200704}  # the 7B recipes' (egoadapt/conf/model/qwen2_5_vl_7b.yaml)
 PIXELS = tuple(f"model.{k}={v}" for k, v in PIXEL_BUDGET.items())
 FRAME_SIZE = (854, 480)
 LOOKS = 6  # distinct placeholder frames
