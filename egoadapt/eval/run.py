@@ -344,14 +344,20 @@ def write_submission(cfg: DictConfig, items: list[Item], records: dict[Item, dic
     return write(cfg.submission.template, letters, cfg.submission.out).to_dict()
 
 
-def main(cfg: DictConfig) -> int:
+def input_errors() -> tuple[type[Exception], ...]:
+    """What `egoadapt eval` reports in one line with exit 2 (bad data, config, folder), not a traceback."""
     from omegaconf.errors import OmegaConfBaseException
 
     from egoadapt.data.load import DataError
-    from egoadapt.eval.report import results_markdown
     from egoadapt.eval.score import ScoreInputError
     from egoadapt.eval.submission import SubmissionError
     from egoadapt.files import FolderBusyError
+
+    return EvalError, DataError, ScoreInputError, SubmissionError, FolderBusyError, OmegaConfBaseException
+
+
+def main(cfg: DictConfig) -> int:
+    from egoadapt.eval.report import results_markdown
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if cfg.get("sweep"):  # every job of a training sweep
@@ -360,7 +366,7 @@ def main(cfg: DictConfig) -> int:
         return sweep_main(cfg)
     try:
         results = evaluate(cfg)
-    except (EvalError, DataError, ScoreInputError, SubmissionError, FolderBusyError, OmegaConfBaseException) as e:
+    except input_errors() as e:
         print(f"egoadapt eval: {e}", file=sys.stderr)
         return 2
     print(results_markdown(results))

@@ -104,16 +104,12 @@ def sweep_markdown(result: dict[str, Any]) -> str:
 
 
 def main(cfg: DictConfig) -> int:
-    from omegaconf.errors import OmegaConfBaseException
-
-    from egoadapt.data.load import DataError
-    from egoadapt.eval.score import EXIT_JUDGE_FAILED, ScoreInputError
-    from egoadapt.eval.submission import SubmissionError
-    from egoadapt.files import FolderBusyError
+    from egoadapt.eval.run import input_errors
+    from egoadapt.eval.score import EXIT_JUDGE_FAILED
 
     try:
         result = evaluate_sweep(cfg)
-    except (EvalError, DataError, ScoreInputError, SubmissionError, FolderBusyError, OmegaConfBaseException) as e:
+    except input_errors() as e:
         print(f"egoadapt eval: {e}", file=sys.stderr)
         return 2
     print(sweep_markdown(result))
