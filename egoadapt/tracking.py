@@ -16,10 +16,12 @@ import importlib.util
 import json
 import logging
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -155,12 +157,32 @@ class WandbRun:
             self.run = None
 
 
+def wandb_reachable(timeout_s: float = 5.0) -> bool:
+    """Whether wandb's server accepts a TCP connection within `timeout_s`. wandb.init itself
+    spends about 90 s in retries before it gives up on a server that is down; a run should not.
+    Behind a proxy (HTTPS_PROXY, ALL_PROXY) the server's own address may be unreachable while
+    wandb works: no probe then."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlsplit(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=timeout_s).close()
+        return True
+    except OSError as e:
+        log.warning("wandb server %s:%s unreachable (%s): logging offline (`wandb sync` uploads it later)",
+                    url.hostname, port, e)
+        return False
+
+
 def _init(**kwargs) -> Any:
-    """wandb.init in the mode `wandb_mode()` picks; offline again when online fails; None when
-    even that fails (a warning, never an error)."""
+    """wandb.init in the mode `wandb_mode()` picks; offline when the server is unreachable or
+    online fails; None when even that fails (a warning, never an error)."""
     import wandb
 
     mode = wandb_mode()
+    if mode == "online" and not wandb_reachable():
+        mode = "offline"
     for attempt in ([mode, "offline"] if mode == "online" else [mode]):
         try:
             return wandb.init(mode=attempt, **kwargs)

@@ -173,16 +173,28 @@ def test_sweep_job_eval_and_compare_land_in_wandb(tiny_model_dir, synth_dir, tmp
 
 
 @pytest.mark.integration
-def test_an_unreachable_wandb_server_falls_back_to_offline(no_login, monkeypatch, tmp_path):
-    """Logged in, but the server does not answer (a closed port): the run goes on offline."""
+def test_an_unreachable_wandb_server_falls_back_to_offline(no_login, monkeypatch, tmp_path, caplog):
+    """Logged in, but the server does not answer (a closed port): the run goes on offline at
+    once (wandb.init alone would spend ~90 s in retries first)."""
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
     monkeypatch.setenv("WANDB_API_KEY", "a" * 40)
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
-    monkeypatch.setenv("WANDB_INIT_TIMEOUT", "10")
     assert tracking.wandb_mode() == "online"
-    run = tracking._init(project="egoadapt", name="fallback", dir=str(tmp_path))
+    with caplog.at_level("WARNING", logger="egoadapt.tracking"):
+        run = tracking._init(project="egoadapt", name="fallback", dir=str(tmp_path))
     assert run is not None and run.settings.mode == "offline"
+    assert "127.0.0.1:9 unreachable" in caplog.text
     run.finish()
     assert list(tmp_path.glob(f"wandb/offline-run-*-{run.id}"))
+
+
+def test_no_reachability_probe_behind_a_proxy(monkeypatch):
+    """Behind a proxy the server's address itself may not answer while wandb works through the proxy."""
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    assert not tracking.wandb_reachable(timeout_s=2)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    assert tracking.wandb_reachable(timeout_s=2)
 
 
 @pytest.mark.integration
