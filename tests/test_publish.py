@@ -7,16 +7,13 @@ import hashlib
 import json
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 from egoadapt.cli import main as cli
 from egoadapt.configs import RECIPES_DIR
-
-sys.path.insert(0, str(Path(__file__).parent / "eval"))
-from eval_helpers import rows, write_eval  # noqa: E402
+from tests.eval.eval_helpers import rows, write_eval
 
 REPO = "me/egocross-tiny-sft"
 

@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 
 import pytest
-from egodata_helpers import FPS, TEMPLATE, TESTBED, need_real, write_json
 
 from egoadapt.data.load import DataError, load_samples, load_with_report
+from tests.data.egodata_helpers import FPS, TEMPLATE, TESTBED, need_real, write_json
 
 LETTERS = "ABCD"
 
@@ -204,9 +204,8 @@ def test_the_readme_data_commands_run_on_a_release_shaped_folder(tmp_path, monke
     lines there need a checkpoint and are checked for their file names only."""
     import shlex
 
-    from egodata_helpers import write_frames
-
     from egoadapt.cli import main
+    from tests.data.egodata_helpers import write_frames
 
     commands = readme_data_commands()
     data = [c for c in commands if c.startswith("egoadapt data ")]

@@ -12,10 +12,10 @@ import time
 
 import pytest
 import torch
-from egodata_helpers import write_frames, write_mp4
 
 from egoadapt.data.cache import InputCache, make_key, vision_inputs
 from egoadapt.data.schema import FrameSource, Sample
+from tests.data.egodata_helpers import write_frames, write_mp4
 
 
 @pytest.fixture(scope="module")
@@ -191,8 +191,9 @@ def test_key_changes_with_the_storage_format(monkeypatch):
 
 
 def test_ram_store_never_exceeds_its_byte_budget(processor, tmp_path):
-    from egoadapt.data.cache import entry_bytes
     from egoadapt.train.video import VideoInputs
+
+    from egoadapt.data.cache import entry_bytes
 
     samples = [frames_sample(noise_frames(tmp_path / f"q{i}", 2 + i % 3, seed=i), str(i)) for i in range(8)]
     sizes = {s.id: entry_bytes(vision_inputs(s, {}, processor)) for s in samples}

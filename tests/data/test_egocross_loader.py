@@ -6,14 +6,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from egodata_helpers import (
-    EGOCROSS,
-    TEMPLATE,
-    TESTBED,
-    real_cfg,
-    write_frames,
-    write_json,
-)
 from omegaconf import OmegaConf
 
 from egoadapt.data.load import (
@@ -24,6 +16,14 @@ from egoadapt.data.load import (
     sampling_fps,
 )
 from egoadapt.data.schema import DATASET_DOMAINS, FrameSource, Sample
+from tests.data.egodata_helpers import (
+    EGOCROSS,
+    TEMPLATE,
+    TESTBED,
+    real_cfg,
+    write_frames,
+    write_json,
+)
 
 
 @pytest.fixture(scope="module")

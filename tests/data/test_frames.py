@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from egodata_helpers import write_frames, write_mp4
 
 from egoadapt.data.cache import encode_clip
 from egoadapt.data.frames import fix_odd, load_clip, plan
 from egoadapt.data.schema import FrameSource, Sample
+from tests.data.egodata_helpers import write_frames, write_mp4
 
 
 @pytest.fixture(scope="module")

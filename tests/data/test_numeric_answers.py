@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 
 from datasets import Dataset
-from egodata_helpers import FPS, TESTBED, need_real, write_json
 
 from egoadapt.data.load import load_samples
 from egoadapt.data.prompts import target_text
 from egoadapt.rewards.scoring import Target
 from egoadapt.train.datasets import reward_columns
+from tests.data.egodata_helpers import FPS, TESTBED, need_real, write_json
 
 
 def test_every_reader_keeps_the_number(tmp_path):

@@ -94,11 +94,11 @@ def test_targets_are_the_json_answer():
 
 
 def test_chat_template_renders_one_video_and_processor_agrees(tiny_model_dir, tmp_path):
-    from egodata_helpers import write_frames
     from transformers import AutoProcessor
 
     from egoadapt.data.frames import load_clip
     from egoadapt.data.prompts import build_messages
+    from tests.data.egodata_helpers import write_frames
 
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
     paths = write_frames(tmp_path / "q", 4)

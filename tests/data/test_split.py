@@ -6,10 +6,10 @@ import json
 from collections import Counter, defaultdict
 
 import pytest
-from egodata_helpers import TEMPLATE, TESTBED, real_cfg, write_frames, write_json
 
 from egoadapt.data.load import DataError, load_samples
 from egoadapt.data.split import load_split, make_manifest, paper_split
+from tests.data.egodata_helpers import TEMPLATE, TESTBED, real_cfg, write_frames, write_json
 
 SEEDS = range(5)
 

@@ -5,9 +5,9 @@ import json
 from math import comb
 
 import pytest
-from eval_helpers import rows, write_eval
 
 from egoadapt import cli
+from tests.eval.eval_helpers import rows, write_eval
 
 DOMAINS = ["d1"] * 5 + ["d2"] * 5
 CATS = ["Identification", "Counting"] * 5

@@ -5,9 +5,9 @@ import csv
 import json
 
 import pytest
-from eval_helpers import rows, write_eval
 
 from egoadapt.eval.report import find_row, read_results
+from tests.eval.eval_helpers import rows, write_eval
 
 # CloseQA: surgery 3/4 (Identification 2/2, Counting 1/2), animal 1/2 (Counting 1/2)
 CLOSE = rows([1, 1, 1, 0, 1, 0], ["surgery"] * 4 + ["animal"] * 2,

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from judge_stub_server import StubJudgeServer
 
 from egoadapt.configs import CONF_DIR
 from egoadapt.rewards.judge import (
@@ -23,6 +22,7 @@ from egoadapt.rewards.judge import (
     parse_verdict,
     render_prompt,
 )
+from tests.rewards.judge_stub_server import StubJudgeServer
 
 REPO = Path(__file__).resolve().parents[2]
 

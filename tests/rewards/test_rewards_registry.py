@@ -6,7 +6,6 @@ import math
 
 import pytest
 from hydra import compose, initialize_config_dir
-from judge_stub_server import StubJudgeServer
 
 from egoadapt.configs import CONF_DIR
 from egoadapt.rewards.judge import Judge, JudgeSettings
@@ -16,6 +15,7 @@ from egoadapt.rewards.registry import (
     completion_text,
     register_reward,
 )
+from tests.rewards.judge_stub_server import StubJudgeServer
 
 CONF = CONF_DIR
 OPTIONS = ["hook", "scissors", "grasper", "clipper"]

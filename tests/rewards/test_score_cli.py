@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 
 import pytest
-from judge_stub_server import StubJudgeServer
 
 from egoadapt import cli
+from tests.rewards.judge_stub_server import StubJudgeServer
 
 TESTBED = Path(os.environ.get("EGOCROSS_DIR", Path(__file__).resolve().parents[1] / "fixtures" / "egocross")) / "egocross_testbed_imgs.json"
 SCORE_ROW = ("egoadapt.eval.score:main", "score", "score a predictions JSONL (official or training rules)")
