@@ -20,10 +20,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from egoadapt.data.load import (
-    DataError,
-    LoadReport,
-    Problem,
+from egoadapt.data.errors import DataError, LoadReport, Problem, handle
+from egoadapt.data.records import (
     RecordCheck,
     accept,
     answer_letter,
@@ -32,7 +30,6 @@ from egoadapt.data.load import (
     domain_of,
     group_from_path,
     group_from_question_id,
-    handle,
     parse_options,
     read_json,
     resolve_path,

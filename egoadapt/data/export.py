@@ -26,7 +26,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from egoadapt.data.load import DataError, Problem, cfg_get, load_samples
+from egoadapt.data.errors import DataError, Problem
+from egoadapt.data.load import cfg_get, load_samples
 from egoadapt.data.prompts import build_messages, target_text
 from egoadapt.data.schema import Sample
 from egoadapt.data.split import load_split

@@ -18,7 +18,8 @@ from functools import cache
 from pathlib import PurePosixPath
 from typing import Any
 
-from egoadapt.data.load import DataError, Problem
+from egoadapt.data.errors import DataError, Problem
+from egoadapt.data.records import cfg_get
 from egoadapt.data.schema import Sample
 
 PROTOCOL = "hf://"
@@ -161,8 +162,6 @@ def fetch_media(uri: str, samples: list[Sample], field: str = "data.root") -> in
 
 
 def uses_hub(data_cfg: Any) -> bool:
-    from egoadapt.data.load import cfg_get
-
     return any(is_hub(cfg_get(data_cfg, k)) for k in (*FILE_KEYS, "root"))
 
 

@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from egoadapt.data.load import (
-    LoadReport,
+from egoadapt.data.errors import LoadReport
+from egoadapt.data.records import (
     RecordCheck,
     accept,
     answer_letter,

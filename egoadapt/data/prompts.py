@@ -12,7 +12,8 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from egoadapt.configs import CONF_DIR
-from egoadapt.data.load import DataError, Problem, cfg_get
+from egoadapt.data.errors import DataError, Problem
+from egoadapt.data.load import cfg_get
 from egoadapt.data.schema import Sample, answer_as_text, has_answer_text
 
 QA = Literal["closeqa", "openqa"]

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from egoadapt.data.load import DataError, Problem, cfg_get, load_samples
+from egoadapt.data.errors import DataError, Problem
+from egoadapt.data.load import cfg_get, load_samples
 from egoadapt.data.schema import Sample
 
 log = logging.getLogger(__name__)

@@ -14,11 +14,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from egoadapt.data.load import (
+from egoadapt.data.errors import DataError, LoadReport, Problem
+from egoadapt.data.records import (
     OPTION_RE,
-    DataError,
-    LoadReport,
-    Problem,
     RecordCheck,
     accept,
     answer_letter,

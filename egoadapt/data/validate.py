@@ -12,14 +12,8 @@ import sys
 from collections import Counter
 from typing import Any
 
-from egoadapt.data.load import (
-    DataError,
-    LoadReport,
-    Problem,
-    cfg_get,
-    load_with_report,
-    missing_files,
-)
+from egoadapt.data.errors import DataError, LoadReport, Problem
+from egoadapt.data.load import cfg_get, load_with_report, missing_files
 from egoadapt.data.schema import Sample
 
 

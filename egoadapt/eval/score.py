@@ -322,7 +322,7 @@ def main(cfg: Any) -> int:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from egoadapt.data.load import DataError
+    from egoadapt.data.errors import DataError
 
     if cfg.mode not in MODES:
         print(f"egoadapt score: mode must be one of {', '.join(MODES)}, got {cfg.mode!r}", file=sys.stderr)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from egoadapt.data.errors import DataError
 from egoadapt.data.hub import parse
-from egoadapt.data.load import DataError
 from tests.data.egodata_helpers import TEMPLATE, TESTBED, need_real
 
 REPO = "egotest/EgoCross"
