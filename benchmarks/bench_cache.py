@@ -8,7 +8,7 @@ model takes (`pixel_values_videos`):
 - the resized uint8 frames (T, H, W, 3), the processor run on read;
 - uint8 patches: the resized frames in the processor's patch layout (processor run with
   rescale and normalise off), rescaled and normalised on read (one multiply-add per value):
-  what `egoadapt.data.cache` stores.
+  what `egoadapt.inputs.encode` stores.
 
 Clips are 854x480 frames (12 and 92 per clip: a typical and the longest EgoCross test-bed
 clip, at 1 fps), processed at `model.max_pixels=200704` (Qwen2.5-VL-7B recipes) by the tiny
@@ -88,7 +88,8 @@ def measure(clips: int = 3, reps: int = 3, reference: bool = True) -> tuple[list
     import torch
     from safetensors.torch import save_file
 
-    from egoadapt.data.cache import InputCache, encode_clip, pixels
+    from egoadapt.data.cache import InputCache
+    from egoadapt.inputs.encode import encode_clip, pixels
 
     t0 = time.perf_counter()
     processor = build_processor()

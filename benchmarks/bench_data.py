@@ -82,10 +82,11 @@ def measure(reps: int = 5, size: int = 224, max_pixels: int = 224 * 224, process
     import warnings
 
     warnings.filterwarnings("ignore")
-    from egoadapt.data.cache import InputCache, vision_inputs
+    from egoadapt.data.cache import InputCache
     from egoadapt.data.frames import load_clip
     from egoadapt.data.load import load_samples
     from egoadapt.data.synthetic import SynthConfig, generate
+    from egoadapt.inputs.encode import vision_inputs
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:

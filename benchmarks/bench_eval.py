@@ -25,8 +25,8 @@ def hf_backend(model_dir: Path, samples, cache_dir: Path, max_new_tokens: int = 
     """The backend `egoadapt eval backend=hf` builds (egoadapt.eval.run.make_backend)."""
     from egoadapt.data.cache import InputCache
     from egoadapt.eval.generate import build_backend
+    from egoadapt.inputs.video import VideoInputs
     from egoadapt.models.loading import load_processor
-    from egoadapt.train.video import VideoInputs
 
     model_cfg = {"path": str(model_dir), "dtype": "float32", "attn_implementation": "sdpa"}
     video = VideoInputs(samples, load_processor(model_cfg), None, None, cache=InputCache(cache_dir))

@@ -160,9 +160,9 @@ def instrument(phases: common.Phases) -> None:
     from transformers import Qwen2_5_VLProcessor
     from trl import GRPOTrainer
 
+    from egoadapt.inputs.video import VideoInputs
     from egoadapt.rewards.judge import Judge
     from egoadapt.rollout.engines import VLLMColocateEngine
-    from egoadapt.train.video import VideoInputs
 
     inner = ("loss forward", "old/ref log-probs", "backward")
     phases.wrap(GRPOTrainer, "_generate", "generation")

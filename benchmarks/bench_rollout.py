@@ -32,8 +32,8 @@ def _engines(model_dir: Path, data_dir: Path, sampling: dict):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from egoadapt.data.load import load_samples
+    from egoadapt.inputs.video import VideoInputs
     from egoadapt.rollout.engines import HFEngine, VLLMColocateEngine
-    from egoadapt.train.video import VideoInputs
 
     samples = load_samples({"format": "egocross", "annotations": str(data_dir / "annotations.json"),
                             "answers": str(data_dir / "answers.json"), "root": str(data_dir)})

@@ -206,8 +206,8 @@ def longest_prompt(model: Path, annotations: Path, answers: Path, root: Path) ->
     headers by the processor's own rule, as train and eval preflight count them)."""
     from egoadapt.cli import compose
     from egoadapt.data.load import load_samples
+    from egoadapt.inputs.context import prompt_lengths
     from egoadapt.models.loading import load_processor
-    from egoadapt.rollout.context import prompt_lengths
 
     cfg = compose("demo/tiny_sft", [f"model.path={model}", "data=egocross", f"data.annotations={annotations}",
                                     f"data.answers={answers}", f"data.root={root}", "cache_dir=null", *PIXELS],
@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.quick:
         phase("sft_zero3_2ranks", lambda: timed("sft", [
-            *accelerate, "--config_file", "launch/accelerate/cpu_zero3.yaml", "--num_processes", "2",
+            *accelerate, "--config_file", "launch/accelerate/zero3.yaml", "--num_processes", "2",
             "-m", "egoadapt.cli", "train", "recipe=demo/tiny_sft", *train_common,
             "trainer.per_device_train_batch_size=1", f"out={out / 'sft'}"]))
 

@@ -27,7 +27,7 @@ VideoGRPOTrainer on TRL's GRPOTrainer, with the video in every log-prob pass):
     # one GPU (a 7B full fine-tune needs an H200's 141 GB, or ZeRO-3 with CPU offload on an H100):
     python benchmarks/gpu/bench_gpu.py --frames 16
     # eight GPUs, ZeRO-3 (see README.md):
-    accelerate launch --config_file launch/accelerate/zero3_8gpu.yaml benchmarks/gpu/bench_gpu.py --frames 32
+    accelerate launch --config_file launch/accelerate/zero3.yaml --num_processes 8 benchmarks/gpu/bench_gpu.py --frames 32
     # anywhere, to prove the code path on a scaled-down config (CPU):
     python benchmarks/gpu/bench_gpu.py --dry-run
 
@@ -267,11 +267,11 @@ def run_benchmark(s: Settings) -> dict[str, Any]:
     from trl import GRPOConfig
 
     from egoadapt.data.cache import InputCache
+    from egoadapt.inputs.video import VideoInputs
     from egoadapt.rewards.registry import build_reward_funcs
     from egoadapt.rollout.engines import HFEngine, VLLMColocateEngine
     from egoadapt.train.datasets import build_dataset
     from egoadapt.train.grpo import VideoGRPOTrainer
-    from egoadapt.train.video import VideoInputs
 
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     cuda = torch.cuda.is_available() and not s.dry_run

@@ -342,7 +342,7 @@ def rehearse(plan: Plan, out: Out, card: dict[str, Any]) -> int:
 
     from egoadapt.data.cache import InputCache
     from egoadapt.data.load import load_samples
-    from egoadapt.train.video import VideoInputs
+    from egoadapt.inputs.video import VideoInputs
 
     cuda = not plan.dry_run
     if plan.min_pixels is None or plan.max_pixels is None:

@@ -155,7 +155,7 @@ class ClipGeometry:
 def clip_geometry(source: Sample | FrameSource, frames_cfg: Any = None, record: str = "") -> ClipGeometry:
     """The shape `load_clip` gives, from headers (a video's header and first frame), as cheap as
     `check_source`; raises what they show as a FrameError. For token counts before any pixel
-    is processed (`egoadapt.rollout.context`)."""
+    is processed (`egoadapt.inputs.context`)."""
     if isinstance(source, Sample):
         record = record or source.id
         source = source.frame_source

@@ -35,11 +35,11 @@ from egoadapt.data.frames import check_source, on_skip, skip_mode
 from egoadapt.data.load import DataError, Problem
 from egoadapt.data.schema import Sample
 from egoadapt.files import json_text
+from egoadapt.inputs.qa import QA_MODES, prompt_qa
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("hf", "vllm", "openai")
-QA_MODES = {"close": ("close",), "open": ("open",), "both": ("close", "open")}
 
 
 class EvalError(ValueError):
@@ -136,7 +136,6 @@ class Backend:
     def generate(self, items: Sequence[Item]) -> list[tuple[str, int, dict[str, str]]]:
         """(output text, completion tokens, {"prompt": the text asked, ...}) per item."""
         from egoadapt.data.prompts import asked_text
-        from egoadapt.train.datasets import prompt_qa
 
         ids = [it.id for it in items]
         messages = [self.video.messages(it.id, prompt_qa(it.qa)) for it in items]
@@ -183,7 +182,7 @@ def sampling_of(gen_cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 def build_backend(name: str, checkpoint: str, video, model_cfg: Any, gen_cfg: Mapping[str, Any],
                   engine_kwargs: Mapping[str, Any] | None = None, context=None) -> Backend:
-    """`context`: the run's `ContextPlan` (egoadapt.rollout.context); vLLM's context length holds
+    """`context`: the run's `ContextPlan` (egoadapt.inputs.context); vLLM's context length holds
     its longest prompt plus max_new_tokens (computed from `video`'s samples when not given)."""
     from egoadapt.rollout.engines import HFEngine
 
@@ -208,7 +207,7 @@ def build_backend(name: str, checkpoint: str, video, model_cfg: Any, gen_cfg: Ma
         from egoadapt.rollout.engines import VLLMColocateEngine
 
         # Evaluation has the device to itself: most of the GPU's memory. The context length is
-        # the longest prompt's plus max_new_tokens (egoadapt.rollout.context)
+        # the longest prompt's plus max_new_tokens (egoadapt.inputs.context)
         kwargs: dict[str, Any] = {}
         if torch.cuda.is_available():
             kwargs["gpu_memory_utilization"] = 0.85

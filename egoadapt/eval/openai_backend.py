@@ -112,7 +112,7 @@ class OpenAIBackend:
         from egoadapt.data.chat_media import chat_messages, image_blocks, video_block
         from egoadapt.data.frames import load_clip
         from egoadapt.data.prompts import asked_text, build_messages
-        from egoadapt.train.datasets import prompt_qa
+        from egoadapt.inputs.qa import prompt_qa
 
         sample = self.samples[item.id]
         clip = load_clip(sample, self.frames_cfg)

@@ -202,9 +202,9 @@ def make_backend(cfg: DictConfig, samples: list[Sample]):
     """Processor, inputs and model: only built when something is left to generate."""
     from egoadapt.data.cache import InputCache
     from egoadapt.eval.generate import build_backend
+    from egoadapt.inputs.video import VideoInputs
     from egoadapt.models.loading import load_processor
     from egoadapt.rollout.context import eval_context
-    from egoadapt.train.video import VideoInputs
 
     if cfg.backend == "openai":  # no local model, processor or token counts: the endpoint has them
         return OpenAIBackend.from_config(cfg, samples)

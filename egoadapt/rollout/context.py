@@ -1,18 +1,5 @@
-"""Context length from the data: the longest prompt of a run, in tokens, before any pixel is processed.
+"""vLLM engines' context from the plan (`egoadapt.inputs.context`), and each command's plan.
 
-A Qwen2.5-VL prompt is its text plus the clip's video tokens, `grid_t * grid_h * grid_w /
-merge^2`: T frames padded to the temporal patch (2), each resized by the video processor's
-`smart_resize` rule (the multiple of patch x merge nearest the frame's size within the
-processor's min/max pixels, and the per-frame share of `max_video_tokens` where
-`cap_pixels_per_frame` is on). `clip_geometry` gives T and the frame size from file headers,
-so the count is exact and costs what `check_source` costs (tests compare it with the
-processor's own grids).
-
-What it is for:
-
-- **Preflight** (`train_context`, `eval_context`, before the model loads): a prompt the
-  model's positions (`max_position_embeddings`) cannot hold fails the run, naming the clip
-  (sample id, first file), its token count and the knobs that shrink it.
 - **vLLM engines** (`vllm_kwargs`): `max_model_len` = longest prompt + completion budget
   (capped at the model's positions); `max_num_batched_tokens` at least that, since vLLM
   sizes its encoder cache from it and refuses a video with more tokens than the cache holds;
@@ -23,173 +10,31 @@ What it is for:
 - **A vLLM server** (`check_server_context`): its `max_model_len` (from `/v1/models`) must
   hold the longest prompt; otherwise the run stops and says which `VLLM_MAX_MODEL_LEN` to
   restart `launch/vllm_server.sh` with.
+- **Commands** (`train_context`, `eval_context`): the plan of `egoadapt train` / `egoadapt eval`
+  from their configs, logged, and the rollout server checked against it.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from egoadapt.data.frames import clip_geometry
-from egoadapt.data.load import DataError, Problem, cfg_get
-from egoadapt.data.prompts import build_messages
 from egoadapt.data.schema import Sample
+from egoadapt.inputs.context import SHRINK_HINT, ContextPlan, context_error, pixel_limits, plan_context
+from egoadapt.inputs.qa import qa_modes
 
 log = logging.getLogger(__name__)
 
 # vLLM's own floor for max_num_batched_tokens on a GPU (its default for the offline LLM);
 # more only where one prompt (and so one video) needs it
 MIN_BATCHED_TOKENS = 16384
-SHRINK_HINT = "lower frames.max_frames or model.max_pixels, or leave the clip out"
-
-
-@dataclass(frozen=True)
-class PromptLength:
-    sample_id: str
-    qa: str  # close | open
-    tokens: int  # the whole prompt (chat template, text and video tokens)
-    video_tokens: int
-    frames: int
-    file: str  # the clip's first frame or its video
-
-    def where(self) -> str:
-        return f"sample {self.sample_id} ({self.file}, {self.frames} frames, {self.qa}QA)"
-
-
-@dataclass(frozen=True)
-class ContextPlan:
-    longest: PromptLength | None  # None: no sample could be measured
-    completion: int  # tokens generated after the prompt (max_completion_length / max_new_tokens)
-    positions: int | None  # the model's max_position_embeddings (None: unknown)
-    prompts: int  # how many prompts were measured
-
-    @property
-    def needed(self) -> int:
-        return (self.longest.tokens if self.longest else 0) + self.completion
-
-    @property
-    def max_model_len(self) -> int:
-        """What a vLLM engine needs: the longest prompt plus the completion, within the model's positions."""
-        return min(self.needed, self.positions) if self.positions else self.needed
-
-    def describe(self) -> str:
-        if self.longest is None:
-            return "no prompt measured"
-        return (f"longest prompt {self.longest.tokens} tokens ({self.longest.video_tokens} video) of {self.prompts}: "
-                f"{self.longest.where()}; + {self.completion} completion -> context {self.max_model_len}"
-                + (f" of the model's {self.positions} positions" if self.positions else ""))
-
-
-def context_error(p: PromptLength, message: str) -> DataError:
-    return DataError(Problem(p.file, p.sample_id, "video_path", message, "too_long"))
-
-
-# ------------------------------------------------------------------ token counts
-
-def _size(vp: Any) -> tuple[int | None, int | None]:
-    """(min_pixels, max_pixels) of a Qwen-VL video processor (None where it has none)."""
-    size = getattr(vp, "size", None) or {}
-    get = size.get if isinstance(size, Mapping) else lambda k: getattr(size, k, None)
-    lo = get("shortest_edge") or getattr(vp, "min_pixels", None)
-    hi = get("longest_edge") or getattr(vp, "max_pixels", None)
-    return (int(lo) if lo else None), (int(hi) if hi else None)
-
-
-def video_token_count(processor: Any, num_frames: int, width: int, height: int) -> int:
-    """Video tokens of a `num_frames` clip of `width` x `height` frames, by the video processor's
-    own rule (Qwen2VLVideoProcessor.resize and patchify), without running it."""
-    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
-
-    vp = getattr(processor, "video_processor", processor)
-    patch, merge, temporal = int(vp.patch_size), int(vp.merge_size), int(vp.temporal_patch_size)
-    factor = patch * merge
-    min_pixels, max_pixels = _size(vp)
-    min_pixels, max_pixels = min_pixels or 56 * 56, max_pixels or 28 * 28 * 1280  # smart_resize's defaults
-    if getattr(vp, "cap_pixels_per_frame", None):  # each frame's share of the total-video budget
-        total = int(int(getattr(vp, "max_video_tokens", 128000)) * factor * factor * 0.9)
-        max_pixels = max(min(max_pixels, total * temporal // num_frames), int(min_pixels * 1.05))
-    h, w = smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
-    grid_t = (num_frames + (-num_frames % temporal)) // temporal
-    return grid_t * (h // patch) * (w // patch) // (merge * merge)
-
-
-def _qa_name(qa: str) -> str:
-    return {"close": "closeqa", "open": "openqa"}.get(qa, qa)
-
-
-def prompt_lengths(samples: Iterable[Sample], processor: Any, frames_cfg: Any, prompt_cfg: Any,
-                   qa: Sequence[str] = ("close", "open")) -> list[PromptLength]:
-    """Token counts of every (sample, QA type) prompt as `VideoInputs.prompt_ids` would build it
-    (CloseQA only for samples with options). A sample whose headers fail is left out: the
-    frames checks of the run report it (or skip it, frames.on_error=skip)."""
-    tokenizer = getattr(processor, "tokenizer", processor)
-    video_token = getattr(processor, "video_token", "<|video_pad|>")
-    video_id = tokenizer.convert_tokens_to_ids(video_token)
-    out = []
-    for s in samples:
-        try:
-            g = clip_geometry(s, frames_cfg)
-        except DataError:
-            continue
-        n_video = video_token_count(processor, g.num_frames, g.width, g.height)
-        for q in qa:
-            if q == "close" and not s.options:
-                continue
-            messages = build_messages(s, _qa_name(q), prompt_cfg, sampling_fps=g.fps)
-            text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-            placeholders = sum(t == video_id for t in ids)
-            out.append(PromptLength(s.id, q, len(ids) - placeholders + placeholders * n_video, n_video,
-                                    g.num_frames, g.file))
-    return out
-
-
-def model_positions(model_path: str | None) -> int | None:
-    """The model's `max_position_embeddings` from its config.json (None if it cannot be read)."""
-    if not model_path:
-        return None
-    try:
-        from transformers import AutoConfig
-
-        config = AutoConfig.from_pretrained(str(model_path))
-    except Exception as e:  # noqa: BLE001 - offline hub id, no config: the model load will say more
-        log.warning("context: cannot read %s's config (%s: %s); prompt lengths are not checked against its "
-                    "positions", model_path, type(e).__name__, e)
-        return None
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    n = getattr(text, "max_position_embeddings", None)
-    return int(n) if n else None
-
-
-def plan_context(samples: Iterable[Sample], processor: Any, frames_cfg: Any, prompt_cfg: Any, qa: Sequence[str],
-                 completion: int, model_path: str | None = None, positions: int | None = None) -> ContextPlan:
-    """The longest prompt against the model's positions; raises DataError naming the clip when
-    the positions cannot hold it (and at least one completion token)."""
-    lengths = prompt_lengths(samples, processor, frames_cfg, prompt_cfg, qa)
-    positions = positions or model_positions(model_path)
-    longest = max(lengths, key=lambda p: p.tokens, default=None)
-    plan = ContextPlan(longest, int(completion), positions, len(lengths))
-    if longest is not None and positions and longest.tokens >= positions:
-        raise context_error(longest, f"the prompt is {longest.tokens} tokens ({longest.video_tokens} of them video, "
-                                     f"{longest.frames} frames) and the model holds {positions} positions "
-                                     f"(max_position_embeddings), answer included: {SHRINK_HINT}")
-    if longest is not None and positions and plan.needed > positions:
-        log.warning("context: %s; completions are cut at the model's %d positions", plan.describe(), positions)
-    return plan
-
-
-def plan_for_video(video: Any, completion: int, model_path: str | None) -> ContextPlan:
-    """The plan of a `VideoInputs` (its samples, processor, frames and prompt settings; both QA types)."""
-    return plan_context(video.samples.values(), video.processor, video.frames_cfg, video.prompt_cfg,
-                        ("close", "open"), completion, model_path)
 
 
 # ------------------------------------------------------------------ engines
 
 def processor_pixels(processor: Any) -> dict[str, int]:
     """The video processor's pixel limits as vLLM `mm_processor_kwargs`."""
-    lo, hi = _size(getattr(processor, "video_processor", processor))
+    lo, hi = pixel_limits(getattr(processor, "video_processor", processor))
     return {k: v for k, v in (("min_pixels", lo), ("max_pixels", hi)) if v}
 
 
@@ -251,12 +96,10 @@ def check_server_context(base_url: str, model: str, plan: ContextPlan, timeout_s
 
 def train_context(cfg: Any, samples: Sequence[Sample], processor: Any) -> ContextPlan:
     """`egoadapt train`'s plan: its QA types (data.qa), max_completion_length (GRPO; SFT: none)."""
-    from egoadapt.train.datasets import qa_modes
-
     grpo = cfg.algorithm == "grpo"
     completion = int(cfg.trainer.get("max_completion_length") or 256) if grpo else 0
     plan = plan_context(samples, processor, cfg.frames, cfg.prompt, qa_modes(cfg.data.get("qa", "close")),
-                        completion, cfg_get(cfg.model, "path"))
+                        completion, cfg.model.get("path"))
     log.info("context: %s", plan.describe())
     rollout = cfg.get("rollout") or {}
     if grpo and rollout.get("engine") == "vllm_server" and rollout.get("base_url"):
@@ -270,10 +113,8 @@ def train_context(cfg: Any, samples: Sequence[Sample], processor: Any) -> Contex
 
 def eval_context(cfg: Any, samples: Sequence[Sample], processor: Any) -> ContextPlan:
     """`egoadapt eval`'s plan: its QA types (qa), generation.max_new_tokens."""
-    from egoadapt.eval.generate import QA_MODES
-
     completion = int(cfg.generation.get("max_new_tokens") or 256)
-    plan = plan_context(samples, processor, cfg.frames, cfg.prompt, QA_MODES[cfg.qa], completion,
+    plan = plan_context(samples, processor, cfg.frames, cfg.prompt, qa_modes(cfg.qa), completion,
                         str(cfg.checkpoint))
     log.info("context: %s", plan.describe())
     return plan

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import torch
 
-from egoadapt.train.video import VideoInputs
+from egoadapt.inputs.video import VideoInputs
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,8 @@ class VLLMColocateEngine(RolloutEngine):
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # engine in this process: reloads in place
         from vllm import LLM
 
-        from egoadapt.rollout.context import plan_for_video, vllm_kwargs
+        from egoadapt.inputs.context import plan_for_video
+        from egoadapt.rollout.context import vllm_kwargs
 
         context = context or plan_for_video(video, sampling["max_tokens"], model_path)
         engine_kwargs = vllm_kwargs(context, video.processor, engine_kwargs, kwargs_key)

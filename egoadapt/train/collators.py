@@ -8,8 +8,8 @@ from trl.chat_template_utils import get_training_chat_template
 
 from egoadapt.data.frames import on_skip
 from egoadapt.data.load import DataError
-from egoadapt.train.datasets import prompt_qa
-from egoadapt.train.video import VideoInputs
+from egoadapt.inputs.qa import prompt_qa
+from egoadapt.inputs.video import VideoInputs
 
 
 class VideoSFTCollator:

@@ -21,23 +21,10 @@ from egoadapt.data.frames import skipped_row
 from egoadapt.data.load import DataError, Problem
 from egoadapt.data.prompts import LOAD_ANSWERS, target_text
 from egoadapt.data.schema import Sample, answer_as_text, answer_to_column, has_answer_text
-from egoadapt.train.video import VideoInputs
+from egoadapt.inputs.qa import prompt_qa, qa_modes
+from egoadapt.inputs.video import VideoInputs
 
 log = logging.getLogger(__name__)
-
-QA_MODES = {"close": ("close",), "open": ("open",), "both": ("close", "open")}
-
-
-def qa_modes(name: str) -> tuple[str, ...]:
-    try:
-        return QA_MODES[name]
-    except KeyError:
-        raise ValueError(f"data.qa={name!r}: choose close, open or both") from None
-
-
-def prompt_qa(qa: str) -> str:
-    """The prompts module's name for a QA type (closeqa/openqa)."""
-    return {"close": "closeqa", "open": "openqa"}.get(qa, qa)
 
 
 def messages_as_text(messages: list[dict]) -> str:

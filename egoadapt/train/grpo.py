@@ -32,10 +32,10 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
+from egoadapt.inputs.qa import prompt_qa
+from egoadapt.inputs.video import VideoInputs
 from egoadapt.rollout.engines import RolloutEngine
 from egoadapt.train.checkpoint import VerifiedResumeMixin
-from egoadapt.train.datasets import prompt_qa
-from egoadapt.train.video import VideoInputs
 
 log = logging.getLogger(__name__)
 

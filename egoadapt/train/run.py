@@ -256,11 +256,11 @@ def _run(cfg: DictConfig, out: Path, opened: list) -> Path:
     from transformers import set_seed
 
     from egoadapt.data.cache import InputCache
+    from egoadapt.inputs.video import VideoInputs
     from egoadapt.models.loading import load_model, load_processor, peft_config
     from egoadapt.rollout.context import train_context
     from egoadapt.train.checkpoint import last_checkpoint
     from egoadapt.train.datasets import build_dataset, usable_samples
-    from egoadapt.train.video import VideoInputs
 
     preflight(cfg)
     set_seed(int(cfg.seed))

@@ -459,7 +459,7 @@ def test_check_source_reads_headers_only(tmp_path):
 
 
 def test_a_processor_error_names_the_sample(tmp_path):
-    from egoadapt.data.cache import vision_inputs
+    from egoadapt.inputs.encode import vision_inputs
 
     def processor(**kw):
         raise ValueError("absolute aspect ratio must be smaller than 200, got 300.0")

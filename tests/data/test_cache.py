@@ -13,8 +13,9 @@ import time
 import pytest
 import torch
 
-from egoadapt.data.cache import InputCache, make_key, vision_inputs
+from egoadapt.data.cache import InputCache, make_key
 from egoadapt.data.schema import FrameSource, Sample
+from egoadapt.inputs.encode import vision_inputs
 from tests.data.egodata_helpers import write_frames, write_mp4
 
 
@@ -158,8 +159,8 @@ def frames_sample(paths, sid: str = "1") -> Sample:
 def test_entries_are_compact_and_give_the_processors_pixels(processor, tmp_path):
     """Stored: uint8 pixels (a quarter of float32 on disk); read: the float32 values the full
     processor gives, bit for bit (training sees the same numbers as before)."""
-    from egoadapt.data.cache import STORAGE, encode_clip, pixels, vision_key_parts
     from egoadapt.data.frames import load_clip
+    from egoadapt.inputs.encode import STORAGE, encode_clip, pixels, vision_key_parts
 
     sample = frames_sample(noise_frames(tmp_path / "q", 5))  # odd: the processor pads time
     cache = InputCache(tmp_path / "cache")
@@ -178,22 +179,21 @@ def test_entries_are_compact_and_give_the_processors_pixels(processor, tmp_path)
     assert torch.equal(pixels(encode_clip(processor, clip)), got)  # a miss and a hit agree
 
 
-def test_key_changes_with_the_storage_format(monkeypatch):
-    import egoadapt.data.cache as c
+def test_key_changes_with_the_storage_format(monkeypatch, processor):
+    import egoadapt.inputs.encode as c
 
-    parts = {"source": "x", "frames": {"max_pixels": 1}}
-    now = make_key(parts)
+    sample = Sample(id="1", question="?", frame_source=FrameSource(frames=("/nonexistent/0.jpg",), fps=1.0))
+    now = make_key(c.vision_key_parts(sample, {}, processor))
     monkeypatch.setattr(c, "STORAGE", "float32-patches")
-    assert make_key(parts) != now
+    assert make_key(c.vision_key_parts(sample, {}, processor)) != now
     monkeypatch.undo()
     monkeypatch.setattr(c, "KEY_VERSION", c.KEY_VERSION - 1)
-    assert make_key(parts) != now
+    assert make_key(c.vision_key_parts(sample, {}, processor)) != now
 
 
 def test_ram_store_never_exceeds_its_byte_budget(processor, tmp_path):
-    from egoadapt.train.video import VideoInputs
-
     from egoadapt.data.cache import entry_bytes
+    from egoadapt.inputs.video import VideoInputs
 
     samples = [frames_sample(noise_frames(tmp_path / f"q{i}", 2 + i % 3, seed=i), str(i)) for i in range(8)]
     sizes = {s.id: entry_bytes(vision_inputs(s, {}, processor)) for s in samples}
@@ -211,7 +211,7 @@ def test_ram_store_never_exceeds_its_byte_budget(processor, tmp_path):
 
 def test_warm_up_splits_the_clips_between_ranks(processor, tmp_path):
     """Rank r processes clips r::world_size into the disk cache; afterwards every clip is a hit."""
-    from egoadapt.train.video import VideoInputs
+    from egoadapt.inputs.video import VideoInputs
 
     samples = [frames_sample(noise_frames(tmp_path / f"q{i}", 2, seed=i), str(i)) for i in range(5)]
     done = {}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from egoadapt.data.cache import encode_clip
 from egoadapt.data.frames import fix_odd, load_clip, plan
 from egoadapt.data.schema import FrameSource, Sample
+from egoadapt.inputs.encode import encode_clip
 from tests.data.egodata_helpers import write_frames, write_mp4
 
 

@@ -39,8 +39,8 @@ def expected_prompt_tokens(model_dir: Path, data: Path, send: str, n: int) -> li
     from egoadapt.data.load import load_samples
     from egoadapt.data.prompts import build_messages
     from egoadapt.eval.run import config
+    from egoadapt.inputs.video import VideoInputs
     from egoadapt.models.loading import load_processor
-    from egoadapt.train.video import VideoInputs
 
     cfg = config(f"checkpoint={model_dir}", "data=synthetic", f"data.root={data}", "out=unused")
     samples = load_samples(cfg.data)[:n]

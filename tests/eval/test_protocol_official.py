@@ -148,8 +148,8 @@ def test_video_grid_and_chat_text_through_the_eval_path(cfg, records):
     chat-templated text the official one: for the shortest, the longest and an odd-length clip of
     each source (size and format). With the frame counts above (all 957), this covers every record:
     the grid is (T/2, H/14, W/14) with H, W fixed per size."""
+    from egoadapt.inputs.video import VideoInputs
     from egoadapt.models.loading import load_processor
-    from egoadapt.train.video import VideoInputs
 
     processor = load_processor(cfg.model)
     video = VideoInputs(load_samples(cfg.data), processor, cfg.frames, cfg.prompt)

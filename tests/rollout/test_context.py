@@ -11,15 +11,9 @@ from egoadapt.cli import main as cli
 from egoadapt.data.frames import clip_geometry
 from egoadapt.data.load import DataError, load_samples
 from egoadapt.data.schema import FrameSource
-from egoadapt.rollout.context import (
-    ContextPlan,
-    PromptLength,
-    plan_context,
-    prompt_lengths,
-    video_token_count,
-    vllm_kwargs,
-)
-from egoadapt.train.video import VideoInputs
+from egoadapt.inputs.context import ContextPlan, PromptLength, plan_context, prompt_lengths, video_token_count
+from egoadapt.inputs.video import VideoInputs
+from egoadapt.rollout.context import vllm_kwargs
 from tests.data.egodata_helpers import write_frames, write_mp4
 from tests.train.helpers import train
 

@@ -2,8 +2,8 @@
 travel with every request, and a server that still reads a prompt differently is counted."""
 import pytest
 
+from egoadapt.inputs.video import VideoInputs
 from egoadapt.rollout.engines import VLLMServerEngine
-from egoadapt.train.video import VideoInputs
 from tests.rollout.test_context import processor, synth_samples
 
 GREEDY = {"temperature": 0.0, "max_tokens": 2}

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from egoadapt.data.load import load_samples
+from egoadapt.inputs.video import VideoInputs
 from egoadapt.rollout.engines import HFEngine, VLLMColocateEngine, VLLMServerEngine
-from egoadapt.train.video import VideoInputs
 
 GREEDY = {"temperature": 0.0, "max_tokens": 8}
 

@@ -104,7 +104,7 @@ def test_rollout_server_returns_processed_logprobs(vllm_server, tiny_model_dir, 
     """The rollout server as egoadapt starts it samples and reports the same distribution; a
     server without dev mode's /server_info is named as unchecked."""
     from egoadapt.data.load import load_samples
-    from egoadapt.train.video import VideoInputs
+    from egoadapt.inputs.video import VideoInputs
 
     samples = load_samples({"format": "egocross", "annotations": str(synth_dir / "annotations.json"),
                             "answers": str(synth_dir / "answers.json"), "root": str(synth_dir)})[:1]

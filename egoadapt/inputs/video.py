@@ -3,7 +3,7 @@
 `VideoInputs` owns the processor, the frame settings and the on-disk input cache. For a
 sample it gives the chat messages (with the clip's real sampling fps in the prompt), the
 prompt token ids with the video placeholder expanded to the clip's real number of video
-tokens, and the cached vision tensors (compact: uint8 pixels, `egoadapt.data.cache`), the
+tokens, and the cached vision tensors (compact: uint8 pixels, `egoadapt.inputs.encode`), the
 most recently used of them kept in RAM up to `ram_bytes`; `collate` stacks the vision
 tensors of any rows in the layout Qwen2.5-VL's forward expects (pixels normalised there).
 SFT, GRPO (generation and every log-prob pass) and evaluation all use it, so the model sees
@@ -18,11 +18,12 @@ from typing import Any
 
 import torch
 
-from egoadapt.data.cache import InputCache, entry_bytes, pixels, vision_inputs
+from egoadapt.data.cache import InputCache, entry_bytes
 from egoadapt.data.frames import load_clip, on_skip, skip_mode
 from egoadapt.data.load import DataError, Problem
 from egoadapt.data.prompts import build_messages
 from egoadapt.data.schema import Sample
+from egoadapt.inputs.encode import pixels, vision_inputs
 
 VIDEO_TENSORS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class VideoInputs:
 
     # ------------------------------------------------------------------ per sample
     def vision(self, sample_id: str) -> dict[str, Any]:
-        """The sample's vision inputs (pixels compact: `egoadapt.data.cache.pixels` gives the model's)."""
+        """The sample's vision inputs (pixels compact: `egoadapt.inputs.encode.pixels` gives the model's)."""
         hit = self._memory.get(sample_id)
         if hit is not None:
             self._memory.move_to_end(sample_id)
