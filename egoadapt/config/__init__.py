@@ -5,6 +5,7 @@ did-you-mean), types and ranges of every group, secrets refused, `out=` sane.
 each command, `egoadapt.train.run.preflight` for training (with TRL's fields). Schemas:
 `egoadapt.config.schema`. This package imports nothing from train/, eval/ or rollout/.
 """
-from egoadapt.config.validate import ConfigError, check, is_secret_key, problems, secret_message, suggest
+from egoadapt.config.validate import ConfigError, check, problems, suggest
+from egoadapt.config.values import is_secret_key, secret_message
 
 __all__ = ["ConfigError", "check", "is_secret_key", "problems", "secret_message", "suggest"]

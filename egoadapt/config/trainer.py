@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from egoadapt.config.validate import is_secret_key, unknown_key, value_problem
+from egoadapt.config.values import is_secret_key, unknown_key, value_problem
 
 # egoadapt's own values of TRL fields (egoadapt.train.run.trainer_kwargs resolves them per machine)
 EXTRA_VALUES = {"bf16": ("auto",)}

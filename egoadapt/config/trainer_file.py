@@ -48,7 +48,7 @@ def trainer_file_overrides(path: str, algorithm: str | None) -> list[str]:
     """Hydra overrides for the TRL YAML at `path` (its `env` is applied to os.environ)."""
     from trl import GRPOConfig, ScriptArguments, SFTConfig
 
-    from egoadapt.config.validate import is_secret_key
+    from egoadapt.config.values import is_secret_key
 
     cls = {"sft": SFTConfig, "grpo": GRPOConfig}.get(str(algorithm))
     if cls is None:
