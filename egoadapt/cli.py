@@ -37,7 +37,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
                  "SFT or GRPO from a recipe (recipe=NAME|PATH.yaml out=DIR key=value ...; -m for sweeps)"),
     ("score",): ("egoadapt.eval.score:main", "score",
                  "score a predictions JSONL (predictions=FILE data.annotations=FILE mode=official|training out=DIR)"),
-    ("eval",): ("egoadapt.eval.run:main", "eval",
+    ("eval",): ("egoadapt.eval.command:main", "eval",
                 "generate, score and tabulate a checkpoint (checkpoint=PATH data.annotations=FILE backend=hf|vllm|openai "
                 "[protocol=official] out=DIR)"
                 " or every job of a training sweep (sweep=DIR)"),

@@ -357,13 +357,10 @@ def input_errors() -> tuple[type[Exception], ...]:
 
 
 def main(cfg: DictConfig) -> int:
+    """`egoadapt eval` of one checkpoint: evaluate, print the tables, exit status."""
     from egoadapt.eval.report import results_markdown
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if cfg.get("sweep"):  # every job of a training sweep
-        from egoadapt.eval.sweep import main as sweep_main
-
-        return sweep_main(cfg)
     try:
         results = evaluate(cfg)
     except input_errors() as e:

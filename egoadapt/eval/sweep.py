@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from egoadapt.eval.generate import EvalError
+from egoadapt.eval.run import evaluate, generation_identity, input_errors, run_config
 
 log = logging.getLogger("egoadapt.eval")
 
@@ -38,7 +39,6 @@ def already_evaluated(cfg: DictConfig) -> bool:
     """results.json is there, was made from these weights, data, split and settings, and is whole
     (a judge that failed is asked again: eval rescores with its cached verdicts)."""
     from egoadapt.data.split import file_sha256
-    from egoadapt.eval.run import generation_identity, run_config
 
     out = Path(cfg.out)
     try:
@@ -59,7 +59,6 @@ def evaluate_sweep(cfg: DictConfig) -> dict[str, Any]:
     """{"folder", "jobs": [{"job", "status": evaluated | already evaluated | missing final/, "out",
     "accuracy", "judge_unmeasured"}]}, in job order."""
     from egoadapt.eval.compare import sweep_jobs
-    from egoadapt.eval.run import evaluate
     from egoadapt.tracking import log_evaluation
 
     folder = Path(str(cfg.sweep))
@@ -104,7 +103,6 @@ def sweep_markdown(result: dict[str, Any]) -> str:
 
 
 def main(cfg: DictConfig) -> int:
-    from egoadapt.eval.run import input_errors
     from egoadapt.eval.score import EXIT_JUDGE_FAILED
 
     try:
