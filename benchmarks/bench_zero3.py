@@ -1,7 +1,7 @@
 """ZeRO-3 on 2 CPU ranks: parameters and memory per rank once the model has loaded, vs its full size.
 
 Launches `egoadapt train recipe=demo/tiny_sft` for one step on 2 ranks with DeepSpeed ZeRO-3
-(`launch/accelerate/cpu_zero3.yaml`: zero3_init_flag, gloo). Each rank logs, right after the
+(`launch/accelerate/zero3.yaml --num_processes 2`: zero3_init_flag, gloo). Each rank logs, right after the
 model has loaded, the parameter elements it holds, its peak RSS so far and its private and
 file-backed resident memory (`egoadapt.train.run.log_param_share`). Two orders:
 
@@ -78,7 +78,7 @@ def build_big(folder: Path, hidden: int, layers: int) -> Path:
 
 def launch(entry: Path, model_first: bool, model: Path, data: Path, out: Path) -> list[tuple]:
     """[(rank, elements held, total, ZeRO-3 init, peak RSS, private, file-backed, whole-run peak RSS)]."""
-    args = [ACCELERATE, "launch", "--config_file", "launch/accelerate/cpu_zero3.yaml", str(entry), "train",
+    args = [ACCELERATE, "launch", "--config_file", "launch/accelerate/zero3.yaml", "--num_processes", "2", str(entry), "train",
             "recipe=demo/tiny_sft", f"model.path={model}", f"data.root={data}", f"out={out}",
             f"cache_dir={out.parent / 'cache'}", "trainer.max_steps=1", "trainer.per_device_train_batch_size=1",
             "trainer.save_strategy=no", "data.train_limit=4", "trainer.logging_steps=1"]

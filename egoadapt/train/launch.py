@@ -47,7 +47,7 @@ def launch_problems(cfg: DictConfig) -> list[str]:
     """Config-only checks of `accelerate.*` (preflight)."""
     config_file = (cfg.get("accelerate") or {}).get("config_file")
     if config_file and not Path(str(config_file)).is_file():
-        return [f"accelerate.config_file={config_file}: no such file (e.g. launch/accelerate/zero3_8gpu.yaml)"]
+        return [f"accelerate.config_file={config_file}: no such file (e.g. launch/accelerate/zero3.yaml)"]
     return []
 
 

@@ -149,7 +149,7 @@ def test_resume_restores_every_tensor_when_launched(launcher, tiny_model_dir, sy
     checkpoint): a resume that trains no further steps gives back the checkpoint's weights."""
     out = tmp_path / launcher
     flags = (["--multi_gpu", "--num_processes", "2", "--num_cpu_threads_per_process", "1"] if launcher == "ddp"
-             else ["--config_file", "launch/accelerate/cpu_zero3.yaml"])
+             else ["--config_file", "launch/accelerate/zero3.yaml", "--num_processes", "2"])
     args = [ACCELERATE, "launch", *flags, "-m", "egoadapt.cli", "train", "recipe=demo/tiny_sft",
             f"model.path={tiny_model_dir}", f"data.root={synth_dir}", f"out={out}",
             f"cache_dir={tmp_path / 'cache'}", "trainer.max_steps=2", "trainer.learning_rate=1e-2", *SFT]

@@ -96,7 +96,7 @@ def test_grpo_ddp_two_processes(tiny_model_dir, synth_dir, tmp_path):
 @pytest.mark.integration
 def test_grpo_deepspeed_zero2(tiny_model_dir, synth_dir, tmp_path):
     out = tmp_path / "zero2"
-    proc = launch([ACCELERATE, "launch", "--config_file", "launch/accelerate/cpu_zero2.yaml",
+    proc = launch([ACCELERATE, "launch", "--config_file", "launch/accelerate/zero2.yaml", "--num_processes", "1",
                    *cli_args(tiny_model_dir, synth_dir, out)], out, timeout=900)
     assert "DeepSpeed" in proc.stdout + proc.stderr
     assert json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["global_step"] == 2
@@ -113,7 +113,8 @@ def test_sft_deepspeed_zero3_partitions_at_load(lora, tiny_model_dir, synth_dir,
     from safetensors.torch import load_file
 
     out = tmp_path / "zero3"
-    proc = launch([ACCELERATE, "launch", "--config_file", "launch/accelerate/cpu_zero3.yaml", "-m", "egoadapt.cli",
+    proc = launch([ACCELERATE, "launch", "--config_file", "launch/accelerate/zero3.yaml", "--num_processes", "2",
+                   "-m", "egoadapt.cli",
                    "train", "recipe=demo/tiny_sft", f"model.path={tiny_model_dir}", f"data.root={synth_dir}",
                    f"out={out}", f"cache_dir={out.parent / 'input_cache'}", "trainer.max_steps=1",
                    "trainer.per_device_train_batch_size=2", "trainer.learning_rate=0",

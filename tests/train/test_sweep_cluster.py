@@ -11,7 +11,7 @@ from egoadapt.cli import main as cli
 
 REPO = Path(__file__).resolve().parents[2]
 SFT_7B = ["recipe=egocross/sft_qwen2_5_vl_7b", "data.annotations=/data/egocross/egocross_testbed_imgs.json",
-          f"accelerate.config_file={REPO / 'launch/accelerate/zero3_8gpu.yaml'}", "trainer.learning_rate=1e-6,2e-6"]
+          f"accelerate.config_file={REPO / 'launch/accelerate/zero3.yaml'}", "trainer.learning_rate=1e-6,2e-6"]
 
 
 class Submitted(Exception):
@@ -62,7 +62,8 @@ def test_local_sweep_accelerate_deepspeed_then_eval_and_compare(tiny_model_dir, 
     sweep = tmp_path / "sweep"
     rc = cli(["train", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
               "recipe=demo/tiny_sft", f"model.path={tiny_model_dir}", f"data.root={synth_dir}", f"out={sweep}",
-              f"cache_dir={tmp_path / 'input_cache'}", f"accelerate.config_file={REPO / 'launch/accelerate/cpu_zero2.yaml'}",
+              f"cache_dir={tmp_path / 'input_cache'}", f"accelerate.config_file={REPO / 'launch/accelerate/zero2.yaml'}",
+              "accelerate.num_processes=1",
               "data.train_limit=8", "trainer.max_steps=2", "trainer.per_device_train_batch_size=2",
               "trainer.learning_rate=1e-3,5e-3"])
     assert rc == 0
