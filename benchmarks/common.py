@@ -81,11 +81,6 @@ def summary(values: Sequence[float]) -> dict[str, float]:
     return {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
 
 
-def spread_pct(s: Mapping[str, float]) -> float:
-    """(max - min) / median, in percent."""
-    return 100.0 * (s["max"] - s["min"]) / s["median"] if s.get("median") else float("nan")
-
-
 # ------------------------------------------------------------------------------- rows
 
 def ab_row(name: str, a: str, b: str, a_values: Sequence[float], b_values: Sequence[float], unit: str,
@@ -402,7 +397,7 @@ def dump(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, **info: Any
 
 
 def standalone(run: Callable[[bool], list[dict]], doc: str | None, argv: list[str] | None = None) -> int:
-    """`python benchmarks/bench_x.py [--quick] [--json FILE]`: run it, print its table."""
+    """`python benchmarks/bench_<name>.py [--quick] [--json FILE]`: run it, print its table."""
     import argparse
 
     ap = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])

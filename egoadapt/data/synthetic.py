@@ -37,7 +37,6 @@ REGIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
 COLORS = {  # prediction indicator colors, shared by all domains
     "red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 80, 230), "yellow": (240, 220, 40),
 }
-SHAPES = ("circle", "square", "triangle", "cross", "diamond", "ring", "bar", "star")
 
 
 @dataclass(frozen=True)

@@ -61,10 +61,6 @@ class Parsed:
     raw: str | None = None
     length: int = 0
 
-    @property
-    def ambiguous(self) -> bool:
-        return self.issue == "ambiguous"
-
 
 # --------------------------------------------------------------------------- JSON finding
 
