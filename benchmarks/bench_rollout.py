@@ -65,11 +65,11 @@ def _reset_vllm(engine) -> None:
     engine.llm.reset_mm_cache()
 
 
-def _arm(engine, trainer, messages, ids, prompt_ids, counted: list[int]):
+def _arm(engine, trainer, requests, counted: list[int]):
     """Completion tokens per second of one generate call (counts kept to check equal work)."""
     def fn():
         t = time.perf_counter()
-        out, _ = engine.generate(messages, ids, prompt_ids, trainer)
+        out, _ = engine.generate(requests, trainer)
         dt = time.perf_counter() - t
         n = sum(len(c) for c in out)
         counted.append(n)
@@ -92,11 +92,11 @@ def measure_model(size: str, tmp: Path, layouts: list[tuple[int, int]], reps: in
     for n_prompts, gens in layouts:
         bs = n_prompts * gens
         ids = [s.id for s in samples[:n_prompts] for _ in range(gens)]
-        messages = [video.messages(i, "closeqa") for i in ids]
-        prompt_ids = [video.prompt_ids(m, i) for m, i in zip(messages, ids)]
+        requests = [video.request(i, "close") for i in ids]
+        prompt_ids = [r.prompt_ids for r in requests]
         counted: list[int] = []
-        res = common.alternate({"vllm": _arm(vllm, None, messages, ids, prompt_ids, counted),
-                                "hf": _arm(hf, trainer, messages, ids, prompt_ids, counted)},
+        res = common.alternate({"vllm": _arm(vllm, None, requests, counted),
+                                "hf": _arm(hf, trainer, requests, counted)},
                                reps, warmup=1, between=partial(_reset_vllm, vllm))
         prompt_len = sum(map(len, prompt_ids)) / len(prompt_ids)
         rows.append(common.ab_row(

@@ -231,9 +231,9 @@ def count_passes(flops: FlopModel, video, totals: dict[str, float]):
     for cls in (HFEngine, VLLMColocateEngine):
         gen = cls.generate
 
-        def generate(self, prompts, sample_ids, prompt_ids, trainer, _gen=gen):
-            out = _gen(self, prompts, sample_ids, prompt_ids, trainer)
-            totals["rollout"] += sum(row_flops(s, len(p) + len(c)) for s, p, c in zip(sample_ids, prompt_ids, out[0]))
+        def generate(self, requests, trainer, _gen=gen):
+            out = _gen(self, requests, trainer)
+            totals["rollout"] += sum(row_flops(r.sample_id, len(r.prompt_ids) + len(c)) for r, c in zip(requests, out[0]))
             return out
 
         cls.generate = generate
@@ -339,19 +339,19 @@ def run_benchmark(s: Settings) -> dict[str, Any]:
     step_memory_gib = torch.cuda.max_memory_allocated() / 2**30 if cuda else common.peak_rss_mib() / 1024
     # -- rollout batch, after the steps (the trainer's model is prepared, engines are warm)
     ids = [samples[i % len(samples)].id for i in range(s.prompts) for _ in range(s.generations)]
-    messages = [video.messages(i, "closeqa") for i in ids]
-    prompt_ids = [video.prompt_ids(m, i) for m, i in zip(messages, ids)]
+    requests = [video.request(i, "close") for i in ids]
+    prompt_ids = [r.prompt_ids for r in requests]
     rollout: dict[str, Any] = {}
     for name, engine in engines.items():
         if s.rollout not in (name, "both"):
             continue
         target = trainer if name == "hf" else None
-        engine.generate(messages[:2], ids[:2], prompt_ids[:2], target)
+        engine.generate(requests[:2], target)
         times = []
         for _ in range(2):
             sync(cuda)
             t = time.perf_counter()
-            out, _ = engine.generate(messages, ids, prompt_ids, target)
+            out, _ = engine.generate(requests, target)
             sync(cuda)
             times.append(time.perf_counter() - t)
         n = sum(len(c) for c in out)

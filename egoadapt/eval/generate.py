@@ -35,7 +35,7 @@ from egoadapt.data.frames import check_source, on_skip, skip_mode
 from egoadapt.data.load import DataError, Problem
 from egoadapt.data.schema import Sample
 from egoadapt.files import json_text
-from egoadapt.inputs.qa import QA_MODES, prompt_qa
+from egoadapt.inputs.qa import QA_MODES
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,7 @@ class Backend:
     """Turns items into raw output texts with one of the rollout engines (greedy by default)."""
 
     name = "base"
+    tokenize = True  # the engine takes prompt ids (HF); vLLM tokenizes and processes the video itself
 
     def __init__(self, video, engine, model=None):
         self.video = video
@@ -137,15 +138,11 @@ class Backend:
         """(output text, completion tokens, {"prompt": the text asked, ...}) per item."""
         from egoadapt.data.prompts import asked_text
 
-        ids = [it.id for it in items]
-        messages = [self.video.messages(it.id, prompt_qa(it.qa)) for it in items]
-        prompt_ids = self.prompt_ids(messages, ids)
-        completions, _ = self.engine.generate(messages, ids, prompt_ids, self.model)
+        requests = [self.video.request(it.id, it.qa, tokenize=self.tokenize) for it in items]
+        completions, _ = self.engine.generate(requests, self.model)
         decode = self.video.tokenizer.decode
-        return [(decode(c, skip_special_tokens=True), len(c), asked_text(m)) for c, m in zip(completions, messages)]
-
-    def prompt_ids(self, messages: list, ids: list[str]) -> list[list[int]]:
-        return [self.video.prompt_ids(m, i) for m, i in zip(messages, ids)]
+        return [(decode(c, skip_special_tokens=True), len(c), asked_text(r.messages))
+                for c, r in zip(completions, requests)]
 
     def close(self) -> None:
         self.engine.close()
@@ -157,9 +154,7 @@ class HFBackend(Backend):
 
 class VLLMBackend(Backend):
     name = "vllm"
-
-    def prompt_ids(self, messages, ids):
-        return [[] for _ in ids]  # vLLM tokenizes (and processes the video) itself
+    tokenize = False
 
     def close(self) -> None:
         # the engine lives in this process: drop it so a caller evaluating several

@@ -24,6 +24,8 @@ from egoadapt.data.load import DataError, Problem
 from egoadapt.data.prompts import build_messages
 from egoadapt.data.schema import Sample
 from egoadapt.inputs.encode import pixels, vision_inputs
+from egoadapt.inputs.qa import prompt_qa
+from egoadapt.inputs.request import RolloutRequest
 
 VIDEO_TENSORS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
 log = logging.getLogger(__name__)
@@ -122,6 +124,12 @@ class VideoInputs:
     def prompt_ids(self, messages: list[dict], sample_id: str) -> list[int]:
         ids = self.tokenizer(self.prompt_text(messages), add_special_tokens=False)["input_ids"]
         return self.expand(ids, sample_id)
+
+    def request(self, sample_id: str, qa: str, tokenize: bool = True) -> RolloutRequest:
+        """The sample's prompt for an engine (`qa`: close | open); `tokenize=False` leaves the ids out
+        (an engine that tokenizes itself and is compared with nothing)."""
+        messages = self.messages(sample_id, prompt_qa(qa))
+        return RolloutRequest(sample_id, messages, self.prompt_ids(messages, sample_id) if tokenize else None)
 
     def clip(self, sample_id: str):
         """Raw frames and metadata (for vLLM, which runs its own processor)."""

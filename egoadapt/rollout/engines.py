@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import torch
 
+from egoadapt.inputs.request import RolloutRequest
 from egoadapt.inputs.video import VideoInputs
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,9 @@ class RolloutEngine:
         self.synced_step = 0  # the engine starts from the checkpoint the trainer starts from
         self.closed = False
 
-    def generate(self, prompts: list, sample_ids: list[str], prompt_ids: list[list[int]], trainer
+    def generate(self, requests: Sequence[RolloutRequest], trainer
                  ) -> tuple[list[list[int]], list[list[float]] | None]:
+        """(completion ids, the sampler's log-prob per completion token or None) per request."""
         raise NotImplementedError
 
     def logprobs_problem(self) -> str | None:
@@ -86,10 +88,13 @@ class HFEngine(RolloutEngine):
 
     name = "hf"
 
-    def generate(self, prompts, sample_ids, prompt_ids, trainer):
+    def generate(self, requests, trainer):
         """`trainer`: the GRPO trainer (its model is unwrapped for generation), or a plain
         model (evaluation)."""
         pad = self.video.tokenizer.pad_token_id
+        prompt_ids = [r.prompt_ids for r in requests]
+        if any(p is None for p in prompt_ids):
+            raise ValueError("HF generation needs each request's prompt_ids (VideoInputs.request(..., tokenize=True))")
         width = max(len(p) for p in prompt_ids)
         input_ids = torch.full((len(prompt_ids), width), pad, dtype=torch.long)
         attention = torch.zeros_like(input_ids)
@@ -97,7 +102,8 @@ class HFEngine(RolloutEngine):
             input_ids[i, width - len(ids):] = torch.tensor(ids)
             attention[i, width - len(ids):] = 1
         inputs = {"input_ids": input_ids, "attention_mask": attention,
-                  "mm_token_type_ids": self.video.mm_token_type_ids(input_ids), **self.video.collate(sample_ids)}
+                  "mm_token_type_ids": self.video.mm_token_type_ids(input_ids),
+                  **self.video.collate(r.sample_id for r in requests)}
         plain = isinstance(trainer, torch.nn.Module)
         device = next(trainer.parameters()).device if plain else trainer.accelerator.device
         inputs = {k: v.to(device) for k, v in inputs.items()}
@@ -161,16 +167,16 @@ class VLLMColocateEngine(RolloutEngine):
                               max_tokens=s["max_tokens"], logprobs=0, stop_token_ids=self.eos_ids,
                               logit_bias={t: -100.0 for t in self.banned})
 
-    def requests(self, prompts, sample_ids):
+    def vllm_inputs(self, requests):
         reqs = []
-        for messages, sid in zip(prompts, sample_ids):
-            clip = self.video.clip(sid)
-            reqs.append({"prompt": self.video.prompt_text(messages),
+        for r in requests:
+            clip = self.video.clip(r.sample_id)
+            reqs.append({"prompt": self.video.prompt_text(r.messages),
                          "multi_modal_data": {"video": (clip.frames, clip.metadata())}})
         return reqs
 
-    def generate(self, prompts, sample_ids, prompt_ids, trainer):
-        outs = self.llm.generate(self.requests(prompts, sample_ids), self._params(), use_tqdm=False)
+    def generate(self, requests, trainer):
+        outs = self.llm.generate(self.vllm_inputs(requests), self._params(), use_tqdm=False)
         completions, logprobs = [], []
         for o in outs:
             c = o.outputs[0]
@@ -350,14 +356,14 @@ class VLLMServerEngine(RolloutEngine):
                         "or its model's processor config) and rollouts do not come from the prompt being trained; "
                         "counted in rollout/prompt_token_mismatches", self.base_url, sid, served, expected)
 
-    def generate(self, prompts, sample_ids, prompt_ids, trainer):
+    def generate(self, requests, trainer):
         from concurrent.futures import ThreadPoolExecutor
 
-        expected = [len(p) for p in prompt_ids] if prompt_ids is not None else [None] * len(sample_ids)
         with ThreadPoolExecutor(self.max_concurrency) as pool:  # every request finishes before we judge
-            futures = [pool.submit(self._one, m, sid, n) for m, sid, n in zip(prompts, sample_ids, expected)]
+            futures = [pool.submit(self._one, r.messages, r.sample_id, len(r.prompt_ids) if r.prompt_ids else None)
+                       for r in requests]
         results, failed = [], []
-        for sid, fut in zip(sample_ids, futures):
+        for sid, fut in zip((r.sample_id for r in requests), futures):
             err = fut.exception()
             if err is None:
                 results.append(fut.result())
@@ -367,7 +373,7 @@ class VLLMServerEngine(RolloutEngine):
             self._count("failures", len(failed))
             sid, err = failed[0]
             raise RolloutError(
-                f"{len(failed)} of {len(sample_ids)} rollouts from the vLLM server at {self.base_url} failed "
+                f"{len(failed)} of {len(requests)} rollouts from the vLLM server at {self.base_url} failed "
                 f"(transient errors are retried {self.retry['retries']} times; a GRPO group cannot lose a row, so "
                 f"the step stops here); first: sample {sid}: {type(err).__name__}: {err}") from err
         return [r[0] for r in results], [r[1] for r in results]

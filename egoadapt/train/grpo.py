@@ -32,7 +32,6 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
-from egoadapt.inputs.qa import prompt_qa
 from egoadapt.inputs.video import VideoInputs
 from egoadapt.rollout.engines import RolloutEngine
 from egoadapt.train.checkpoint import VerifiedResumeMixin
@@ -74,15 +73,13 @@ class VideoRollout:
     def __call__(self, prompts: list, trainer: "VideoGRPOTrainer") -> dict[str, Any]:
         self.sync(trainer)
         rows = trainer.batch_rows
-        sample_ids = [r["sample_id"] for r in rows]
-        messages = [self.video.messages(r["sample_id"], prompt_qa(r["qa"])) for r in rows]
-        prompt_ids = [self.video.prompt_ids(m, sid) for m, sid in zip(messages, sample_ids)]
-        completion_ids, logprobs = self.engine.generate(messages, sample_ids, prompt_ids, trainer)
+        requests = [self.video.request(r["sample_id"], r["qa"]) for r in rows]
+        completion_ids, logprobs = self.engine.generate(requests, trainer)
         for name, total in getattr(self.engine, "counters", {}).items():  # requests, retries, mismatches...
             trainer._log_metric(f"rollout/{name}", float(total))  # running totals since the run started
         # None (HF): TRL then has no sampler log-probs, and its off-policy mask falls back to the
         # old policy's own instead of reading made-up zeros
-        return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
+        return {"prompt_ids": [r.prompt_ids for r in requests], "completion_ids": completion_ids, "logprobs": logprobs}
 
 
 class _EngineWeights:

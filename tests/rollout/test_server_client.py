@@ -101,8 +101,8 @@ class StubServer:
 
 @pytest.fixture(scope="module")
 def rollout_inputs(tiny_model_dir, synth_dir):
-    video, _, ids, messages, prompt_ids = setup(tiny_model_dir, synth_dir, n=3)
-    return video, ids, messages, prompt_ids
+    video, _, requests = setup(tiny_model_dir, synth_dir, n=3)
+    return video, requests
 
 
 def engine_for(url, video, tmp_path, **kw):
@@ -112,12 +112,12 @@ def engine_for(url, video, tmp_path, **kw):
 # ------------------------------------------------------------------ retries
 
 def test_transient_errors_are_retried_and_the_key_is_sent(rollout_inputs, tmp_path, monkeypatch):
-    video, ids, messages, prompt_ids = rollout_inputs
+    video, requests = rollout_inputs
     monkeypatch.setenv("EGOADAPT_TEST_ROLLOUT_KEY", "s3cret")
     with StubServer(fail_first=2) as stub:  # two 503s, then answers
         engine = engine_for(stub.base_url, video, tmp_path, api_key_env="EGOADAPT_TEST_ROLLOUT_KEY")
         try:
-            completions, logprobs = engine.generate(messages, ids, prompt_ids, None)
+            completions, logprobs = engine.generate(requests, None)
         finally:
             engine.close()
     assert completions == [[200, 201, 202]] * 3 and logprobs == [[-0.5, -0.25, -0.125]] * 3
@@ -126,17 +126,17 @@ def test_transient_errors_are_retried_and_the_key_is_sent(rollout_inputs, tmp_pa
 
 
 def test_the_runs_pixel_limits_travel_with_each_rollout_or_the_server_is_named(rollout_inputs, tmp_path, caplog):
-    video, ids, messages, prompt_ids = rollout_inputs
+    video, requests = rollout_inputs
     with StubServer() as trusting:
         engine = engine_for(trusting.base_url, video, tmp_path)
-        engine.generate(messages, ids, prompt_ids, None)
+        engine.generate(requests, None)
         engine.close()
     assert engine.mm_processor_kwargs and all(b["mm_processor_kwargs"] == engine.mm_processor_kwargs
                                               for b in trusting.bodies)
     with StubServer(refuse_mm_kwargs=True) as strict:  # a server started without --trust-request-mm-kwargs
         engine = engine_for(strict.base_url, video, tmp_path)
-        completions, _ = engine.generate(messages, ids, prompt_ids, None)
-        engine.generate(messages, ids, prompt_ids, None)
+        completions, _ = engine.generate(requests, None)
+        engine.generate(requests, None)
         engine.close()
     assert completions == [[200, 201, 202]] * 3 and engine.counters["failures"] == 0
     assert engine.mm_processor_kwargs == {} and "--trust-request-mm-kwargs" in caplog.text
@@ -145,7 +145,7 @@ def test_the_runs_pixel_limits_travel_with_each_rollout_or_the_server_is_named(r
 
 @pytest.mark.parametrize("how", ["http_500", "refused"])
 def test_a_rollout_that_keeps_failing_stops_the_step_counted(rollout_inputs, tmp_path, how):
-    video, ids, messages, prompt_ids = rollout_inputs
+    video, requests = rollout_inputs
     if how == "refused":
         engine = engine_for(dead_url(), video, tmp_path)
         stub = None
@@ -154,7 +154,7 @@ def test_a_rollout_that_keeps_failing_stops_the_step_counted(rollout_inputs, tmp
         engine = engine_for(stub.base_url, video, tmp_path)
     try:
         with pytest.raises(RolloutError) as err:
-            engine.generate(messages, ids, prompt_ids, None)
+            engine.generate(requests, None)
     finally:
         engine.close()
         if stub is not None:
@@ -167,12 +167,12 @@ def test_a_rollout_that_keeps_failing_stops_the_step_counted(rollout_inputs, tmp
 
 
 def test_a_client_error_is_not_retried(rollout_inputs, tmp_path):
-    video, ids, messages, prompt_ids = rollout_inputs
+    video, requests = rollout_inputs
     with StubServer(fail_first=-1, fail_status=400) as stub:
         engine = engine_for(stub.base_url, video, tmp_path)
         try:
             with pytest.raises(RolloutError, match="HTTPStatusError"):
-                engine.generate(messages[:1], ids[:1], prompt_ids[:1], None)
+                engine.generate(requests[:1], None)
         finally:
             engine.close()
     assert stub.chat_requests == 1 and engine.counters["retries"] == 0

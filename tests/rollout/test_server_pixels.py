@@ -16,18 +16,16 @@ def test_the_server_reads_the_trainers_prompt_under_the_runs_pixel_limits(vllm_s
     default = VideoInputs(samples, processor(tiny_model_dir), frames_cfg=None)
     # a budget over the checkpoint's own (which the server keeps unless told): more video tokens
     small = VideoInputs(samples, processor(tiny_model_dir, lo=224 * 224, hi=224 * 224), frames_cfg=None)
-    ids = [s.id for s in samples]
-    messages = [small.messages(i, "closeqa") for i in ids]
-    prompt_ids = [small.prompt_ids(m, i) for m, i in zip(messages, ids)]
-    assert [len(p) for p in prompt_ids] != [len(default.prompt_ids(m, i)) for m, i in zip(messages, ids)]
+    requests = [small.request(s.id, "close") for s in samples]
+    assert [len(r.prompt_ids) for r in requests] != [len(default.request(s.id, "close").prompt_ids) for s in samples]
 
     engine = VLLMServerEngine(small, GREEDY, vllm_server.base_url, vllm_server.served_model_name, tmp_path)
     try:
         assert engine.mm_processor_kwargs == {"min_pixels": 224 * 224, "max_pixels": 224 * 224}
-        engine.generate(messages, ids, prompt_ids, None)
+        engine.generate(requests, None)
         assert engine.counters["prompt_token_mismatches"] == 0  # the server counted the trainer's tokens
         engine.mm_processor_kwargs = {}  # as before: the server's own limits
-        engine.generate(messages, ids, prompt_ids, None)
-        assert engine.counters["prompt_token_mismatches"] == len(ids)
+        engine.generate(requests, None)
+        assert engine.counters["prompt_token_mismatches"] == len(requests)
     finally:
         engine.close()

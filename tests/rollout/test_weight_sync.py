@@ -19,10 +19,7 @@ def setup(model_dir, synth_dir, n=3):
                             "answers": str(synth_dir / "answers.json"), "root": str(synth_dir)})[:n]
     video = VideoInputs(samples, processor, frames_cfg=None)
     model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
-    ids = [s.id for s in samples]
-    messages = [video.messages(i, "closeqa") for i in ids]
-    prompt_ids = [video.prompt_ids(m, i) for m, i in zip(messages, ids)]
-    return video, model, ids, messages, prompt_ids
+    return video, model, [video.request(s.id, "close") for s in samples]
 
 
 def sharpen(model, seed=1):
@@ -40,30 +37,30 @@ def trainer_of(model):
     return SimpleNamespace(model_wrapped=model, accelerator=acc, args=SimpleNamespace(ds3_gather_for_generation=True))
 
 
-def hf_greedy(video, model, ids, messages, prompt_ids):
-    return HFEngine(video, GREEDY).generate(messages, ids, prompt_ids, trainer_of(model))[0]
+def hf_greedy(video, model, requests):
+    return HFEngine(video, GREEDY).generate(requests, trainer_of(model))[0]
 
 
-def check_engine_follows_trainer(engine, video, model, ids, messages, prompt_ids):
-    before, _ = engine.generate(messages, ids, prompt_ids, None)
+def check_engine_follows_trainer(engine, video, model, requests):
+    before, _ = engine.generate(requests, None)
     # a random model's logits are flat (top tokens within 0.05 nats): the engine and the trainer
     # agree on the first token; numerics differ in the vision tower (vLLM's kernels vs torch)
-    assert [b[:1] for b in before] == [h[:1] for h in hf_greedy(video, model, ids, messages, prompt_ids)]
+    assert [b[:1] for b in before] == [h[:1] for h in hf_greedy(video, model, requests)]
     sharpen(model)
-    stale, _ = engine.generate(messages, ids, prompt_ids, None)
+    stale, _ = engine.generate(requests, None)
     assert stale == before  # nothing reaches the engine without a sync
     engine.sync(trainer_of(model))
-    after, logprobs = engine.generate(messages, ids, prompt_ids, None)
+    after, logprobs = engine.generate(requests, None)
     assert after != before
-    assert after == hf_greedy(video, model, ids, messages, prompt_ids)  # decisive logits: every token agrees
+    assert after == hf_greedy(video, model, requests)  # decisive logits: every token agrees
     assert all(len(lp) == len(c) for lp, c in zip(logprobs, after))
 
 
 @pytest.mark.integration
 def test_vllm_colocate_receives_new_weights(tiny_model_dir, synth_dir):
-    video, model, ids, messages, prompt_ids = setup(tiny_model_dir, synth_dir)
+    video, model, requests = setup(tiny_model_dir, synth_dir)
     engine = VLLMColocateEngine(video, GREEDY, str(tiny_model_dir))
-    check_engine_follows_trainer(engine, video, model, ids, messages, prompt_ids)
+    check_engine_follows_trainer(engine, video, model, requests)
 
 
 @pytest.mark.server
@@ -77,25 +74,25 @@ def test_vllm_server_receives_new_weights(tiny_model_dir, synth_dir, tmp_path, m
     from egoadapt.rollout.server import VLLMServer
 
     monkeypatch.setenv("EGOADAPT_TEST_VLLM_KEY", secrets.token_hex(8))
-    video, model, ids, messages, prompt_ids = setup(tiny_model_dir, synth_dir)
+    video, model, requests = setup(tiny_model_dir, synth_dir)
     weights = tmp_path / "weights"
     with VLLMServer(str(tiny_model_dir), served_model_name="policy", log_path=tmp_path / "server.log",
                     api_key_env="EGOADAPT_TEST_VLLM_KEY") as server:
         engine = VLLMServerEngine(video, GREEDY, server.base_url, "policy", weights,
                                   api_key_env="EGOADAPT_TEST_VLLM_KEY")
         try:
-            check_engine_follows_trainer(engine, video, model, ids, messages, prompt_ids)
+            check_engine_follows_trainer(engine, video, model, requests)
             first = engine.synced_dir
             assert [p.name for p in weights.iterdir()] == [first.name] and (first / "model.safetensors").is_file()
             # the next step: another folder, the previous one gone, the server follows again
-            hf_before = hf_greedy(video, model, ids, messages, prompt_ids)
+            hf_before = hf_greedy(video, model, requests)
             sharpen(model, seed=2)
-            hf_after = hf_greedy(video, model, ids, messages, prompt_ids)
+            hf_after = hf_greedy(video, model, requests)
             assert hf_after != hf_before
             engine.sync(trainer_of(model))
             assert engine.synced_dir != first and not first.exists()
             assert [p.name for p in weights.iterdir()] == [engine.synced_dir.name]
-            assert engine.generate(messages, ids, prompt_ids, None)[0] == hf_after
+            assert engine.generate(requests, None)[0] == hf_after
             assert engine.counters["syncs"] == 2 and engine.counters["failures"] == 0
         finally:
             engine.close()
