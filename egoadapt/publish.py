@@ -65,6 +65,7 @@ def read_run(folder: Path, evals: list[str] | None) -> Run:
     if not config_path.is_file():
         raise PushError(f"run={folder}: no config.yaml (not an `egoadapt train` run folder)")
     config = OmegaConf.to_container(OmegaConf.load(config_path), resolve=False)
+    from egoadapt.eval.report import read_results
     from egoadapt.tracking import recipe_of
 
     hydra_path = folder / ".hydra" / "hydra.yaml"
@@ -75,7 +76,7 @@ def read_run(folder: Path, evals: list[str] | None) -> Run:
     for d in eval_dirs:
         path = d / "results.json" if d.is_dir() else d
         try:
-            evaluations.append({**json.loads(path.read_text(encoding="utf-8")), "path": str(path)})
+            evaluations.append({**read_results(path), "path": str(path)})
         except (OSError, json.JSONDecodeError) as e:
             raise PushError(f"evals: {path}: not an evaluation results file ({e})") from None
     return Run(folder, config, recipe, file_sha256(split) if split.is_file() else None, evaluations)
