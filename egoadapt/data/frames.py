@@ -140,6 +140,18 @@ def check_source(source: Sample | FrameSource, frames_cfg: Any = None, record: s
         _frame_sizes(source, frames_cfg, record)
 
 
+def clip_fps(source: Sample | FrameSource, frames_cfg: Any = None, record: str = "") -> float:
+    """The rate `load_clip` samples at (`Clip.fps`, the prompt's), with nothing decoded: a frame list's
+    from its annotated rate and frame count, a video's from its annotated span and its header (its
+    frame count and rate, for a span that runs to the end). Raises what those show as a FrameError."""
+    if isinstance(source, Sample):
+        record = record or source.id
+        source = source.frame_source
+    if source.kind == "video":
+        return float(_open_video(source, frames_cfg, record)[6][0])
+    return source.fps / _stride(source, frames_cfg, record)
+
+
 @dataclass(frozen=True)
 class ClipGeometry:
     """What `load_clip` would return, in shape only: frame count (after caps and the odd-frame
@@ -247,12 +259,17 @@ def load_frame_list(source: FrameSource, frames_cfg: Any = None, record: str = "
 def _frame_sizes(source: FrameSource, frames_cfg: Any, record: str) -> tuple[int, list[int], list[tuple[int, int]]]:
     """(stride, indices of the frames a clip takes, their (w, h) from the headers); raises FrameError."""
     paths = list(source.frames)
-    if not paths:
-        raise _err("<frames>", record, "video_path", "empty frame list", "empty_frames")
-    step = rate_step(source, frames_cfg, record)
-    stride = step * math.ceil(math.ceil(len(paths) / step) / _even_cap(frames_cfg))
+    stride = _stride(source, frames_cfg, record)
     chosen = list(range(0, len(paths), stride))
     return stride, chosen, [frame_size(paths[i], record, f"video_path[{i}]") for i in chosen]
+
+
+def _stride(source: FrameSource, frames_cfg: Any, record: str) -> int:
+    """k such that a frame list clip takes every k-th frame (`frames.fps`, then `max_frames`); from the count alone."""
+    if not source.frames:
+        raise _err("<frames>", record, "video_path", "empty frame list", "empty_frames")
+    step = rate_step(source, frames_cfg, record)
+    return step * math.ceil(math.ceil(len(source.frames) / step) / _even_cap(frames_cfg))
 
 
 def rate_step(source: FrameSource, frames_cfg: Any, record: str = "") -> int:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from egoadapt.data.cache import InputCache, entry_bytes
-from egoadapt.data.frames import load_clip, on_skip, skip_mode
+from egoadapt.data.frames import clip_fps, load_clip, on_skip, skip_mode
 from egoadapt.data.load import DataError, Problem
 from egoadapt.data.prompts import build_messages
 from egoadapt.data.schema import Sample
@@ -49,6 +49,7 @@ class VideoInputs:
         self._memory: OrderedDict[str, tuple[dict, int]] = OrderedDict()  # hot rows stay in RAM: (entry, bytes)
         self.ram_bytes = ram_bytes
         self.memory_bytes = 0  # what the RAM store holds now, never more than ram_bytes
+        self._fps: dict[str, float] = {}
 
     # ------------------------------------------------------------------ per sample
     def vision(self, sample_id: str) -> dict[str, Any]:
@@ -106,9 +107,15 @@ class VideoInputs:
     def num_video_tokens(self, sample_id: str) -> int:
         return int(self.vision(sample_id)["video_grid_thw"].prod()) // self.merge
 
+    def sampling_fps(self, sample_id: str) -> float:
+        """The clip's sampling rate (the prompt states it), from the annotation and at most a video's
+        header: building a prompt decodes and processes nothing (`egoadapt.data.frames.clip_fps`)."""
+        if sample_id not in self._fps:
+            self._fps[sample_id] = clip_fps(self.samples[sample_id], self.frames_cfg)
+        return self._fps[sample_id]
+
     def messages(self, sample_id: str, qa: str) -> list[dict]:
-        fps = float(self.vision(sample_id)["fps"])
-        return build_messages(self.samples[sample_id], qa, self.prompt_cfg, sampling_fps=fps)
+        return build_messages(self.samples[sample_id], qa, self.prompt_cfg, sampling_fps=self.sampling_fps(sample_id))
 
     def prompt_text(self, messages: list[dict]) -> str:
         return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
