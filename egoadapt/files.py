@@ -1,4 +1,5 @@
-"""Small filesystem guarantees shared by every command: one writer per folder, folders published whole."""
+"""Small filesystem guarantees shared by every command: one writer per folder, files written and
+folders published whole."""
 from __future__ import annotations
 
 import contextlib
@@ -7,6 +8,8 @@ import json
 import os
 import re
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +58,34 @@ def publish_atomically(staging: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         staging.replace(final)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A fresh temporary file beside `path` for the block to write (by name: savefig, safetensors,
+    an encoder); then fsynced and renamed over `path`, so a reader sees the old file or the new one,
+    whole. Its name is unique (two writers of one file never share it) and ends with `path`'s
+    suffix (writers that pick a format by extension); a failed block leaves no file behind."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make results unreadable to anyone else
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
+    """Write `data` to `path` whole (`atomic_path`). Text is UTF-8; a lone surrogate from a JSON
+    input ("\\ud800") becomes "?", not a crash."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8", errors="replace"))

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from omegaconf import DictConfig, OmegaConf
 
 from egoadapt.config.validate import is_secret_key
-from egoadapt.eval.score import write_atomic
+from egoadapt.files import write_atomic
 
 log = logging.getLogger("egoadapt.tracking")
 

@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,8 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save_file
+
+from egoadapt.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +69,8 @@ class InputCache:
         p.parent.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.contiguous() for k, v in value.items() if isinstance(v, torch.Tensor)}
         extra = {k: v for k, v in value.items() if not isinstance(v, torch.Tensor)}
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=p.parent)
-        os.close(fd)
-        try:
+        with atomic_path(p) as tmp:
             save_file(tensors, tmp, metadata={"extra": json.dumps(extra)})
-            os.replace(tmp, p)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     def get_or_compute(self, key_parts: Mapping[str, Any], fn: Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
         if not self.enabled:

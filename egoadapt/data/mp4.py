@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from egoadapt.files import atomic_path
+
 
 def _encode(target, frames: np.ndarray | list[np.ndarray], fps: float, crf: int) -> None:
     import av
@@ -33,6 +35,5 @@ def write_mp4(path: Path, frames, fps: float, crf: int = 12) -> None:
     """Atomic: a reader never sees a half-written video."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.mp4")
-    _encode(str(tmp), frames, fps, crf)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        _encode(str(tmp), frames, fps, crf)

@@ -33,6 +33,7 @@ import numpy as np
 from egoadapt.data.errors import DataError, Problem
 from egoadapt.data.load import cfg_get, load_samples
 from egoadapt.data.schema import Sample
+from egoadapt.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -253,9 +254,7 @@ def make_manifest(samples: list[Sample], protocol: str, seed: int = 0, test_frac
 def write_manifest(manifest: dict, path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=False, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(manifest, indent=1, sort_keys=False, ensure_ascii=False) + "\n")
 
 
 def load_split(manifest_path: str | os.PathLike, samples: list[Sample], side: str) -> list[Sample]:

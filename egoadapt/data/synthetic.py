@@ -34,6 +34,7 @@ from egoadapt.data.mp4 import write_mp4
 from egoadapt.data.schema import LETTERS
 
 REGIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
+from egoadapt.files import write_atomic
 COLORS = {  # prediction indicator colors, shared by all domains
     "red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 80, 230), "yellow": (240, 220, 40),
 }
@@ -323,19 +324,13 @@ def generate(cfg: SynthConfig, progress: bool = True) -> Path:
     bar.close()
     write_json(out / "annotations.json", records)
     write_json(out / "answers.json", answers)
-    write_text(out / "videos.jsonl", "".join(json.dumps(r) + "\n" for r in video_rows))
+    write_atomic(out / "videos.jsonl", "".join(json.dumps(r) + "\n" for r in video_rows))
     write_json(out / "synth.json", {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()})
     return out
 
 
-def write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def write_json(path: Path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2) + "\n")
+    write_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def vocabulary_corpus() -> list[str]:

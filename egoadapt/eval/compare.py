@@ -42,8 +42,8 @@ from egoadapt.eval.report import (
     row_key,
     select,
 )
-from egoadapt.eval.score import write_atomic
 from egoadapt.eval.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, mcnemar_exact, paired_bootstrap
+from egoadapt.files import atomic_path, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -354,10 +354,9 @@ def plot(result: Mapping[str, Any], out: Path) -> list[Path]:
         fig.legend(handles, names, loc="upper center", ncol=min(len(labels), 6), fontsize=8, frameon=False)
         fig.tight_layout(rect=(0, 0, 1, 0.92))  # room for the legend above the panels
         path = out / name
-        tmp = out / f".{name}.tmp.png"
-        fig.savefig(tmp, dpi=110)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
         plt.close(fig)
-        os.replace(tmp, path)
         written.append(path)
     return written
 

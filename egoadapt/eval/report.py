@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from egoadapt.data.schema import CATEGORIES
-from egoadapt.eval.score import write_atomic
 from egoadapt.eval.stats import (
     DEFAULT_CONFIDENCE,
     DEFAULT_RESAMPLES,
     bootstrap_ci,
     statistic,
 )
+from egoadapt.files import write_atomic
 
 SCHEMA = "egoadapt.eval.results/1"
 QA_LEVELS = ("all", "close", "open")

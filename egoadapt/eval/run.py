@@ -35,7 +35,7 @@ from egoadapt.eval.generate import (
     skip_unusable,
 )
 from egoadapt.eval.openai_backend import OpenAIBackend, openai_identity
-from egoadapt.eval.score import write_atomic
+from egoadapt.files import write_atomic
 
 log = logging.getLogger("egoadapt.eval")
 
@@ -348,7 +348,7 @@ def input_errors() -> tuple[type[Exception], ...]:
     """What `egoadapt eval` reports in one line with exit 2 (bad data, config, folder), not a traceback."""
     from omegaconf.errors import OmegaConfBaseException
 
-    from egoadapt.data.load import DataError
+    from egoadapt.data.errors import DataError
     from egoadapt.eval.score import ScoreInputError
     from egoadapt.eval.submission import SubmissionError
     from egoadapt.files import FolderBusyError

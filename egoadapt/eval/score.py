@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from egoadapt.data.schema import Sample, has_answer_text
-from egoadapt.files import json_text
+from egoadapt.files import json_text, write_atomic
 from egoadapt.rewards.judge import FALLBACK_STATUSES, Judge, check_judge_config, settings_dict
 from egoadapt.rewards.scoring import MODES, Score, ScoringConfig, Target, score_outputs
 
@@ -285,25 +284,6 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"\n{j['unjudged']} OpenQA answers needed a judge and had none (scored incorrect): "
                      "add judge=vllm_local or judge=qwen_max")
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- files
-
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write via a temporary file in the same folder and rename: readers never see half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make results unreadable to anyone else
-        # errors="replace": a lone surrogate from a JSON input ("\\ud800") becomes "?", not a crash
-        with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _jsonl(rows: Iterable[Mapping[str, Any]]) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from egoadapt.data.schema import LETTERS
-from egoadapt.eval.score import write_atomic
+from egoadapt.files import write_atomic
 from egoadapt.rewards.parse import official_extract
 
 log = logging.getLogger(__name__)

@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     results = audit(args.testbed)
     text = markdown(results, args.testbed)
     if args.out:
-        from egoadapt.eval.score import write_atomic
+        from egoadapt.files import write_atomic
 
         write_atomic(args.out, text)
     else:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from egoadapt.files import atomic_path
+
 
 @contextlib.contextmanager
 def _merged(model):
@@ -123,8 +125,7 @@ def save_weights(weights: Iterator[tuple[str, torch.Tensor]], folder: Path,
         offset += size
     head = json.dumps(header, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)  # the data starts 8-byte aligned
-    tmp, final = folder / "model.safetensors.tmp", folder / "model.safetensors"
-    with open(tmp, "wb") as f:
+    with atomic_path(folder / "model.safetensors") as tmp, open(tmp, "wb") as f:
         f.write(len(head).to_bytes(8, "little"))
         f.write(head)
         got, expected = 0, iter(specs)
@@ -139,5 +140,4 @@ def save_weights(weights: Iterator[tuple[str, torch.Tensor]], folder: Path,
             del data, t  # before the next one is gathered
         if got != offset:
             raise ValueError(f"weights out of step with their header: wrote {got} bytes, the header says {offset}")
-    tmp.replace(final)
     return folder

@@ -21,6 +21,7 @@ from egoadapt.data.frames import skipped_row
 from egoadapt.data.load import DataError, Problem
 from egoadapt.data.prompts import LOAD_ANSWERS, target_text
 from egoadapt.data.schema import Sample, answer_as_text, answer_to_column, has_answer_text
+from egoadapt.files import write_atomic
 from egoadapt.inputs.qa import prompt_qa, qa_modes
 from egoadapt.inputs.video import VideoInputs
 
@@ -66,9 +67,7 @@ def usable_samples(samples: Sequence[Sample], video: VideoInputs, out: Path) -> 
                     path)
     if PartialState().is_main_process:
         if skipped:
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text("".join(json.dumps(skipped_row(p)) + "\n" for p in skipped))
-            tmp.replace(path)
+            write_atomic(path, "".join(json.dumps(skipped_row(p)) + "\n" for p in skipped))
         else:
             path.unlink(missing_ok=True)  # a resumed run whose inputs were fixed since
     return kept
