@@ -328,6 +328,7 @@ class DataSynth:  # egoadapt.data.synthetic.SynthConfig
     jpeg_quality: int = rule(ge=1, le=100)
     write_videos: bool = MISSING
     domains: list[str] = MISSING
+    blank_frames: bool = MISSING
 
 
 @dataclass
@@ -352,20 +353,31 @@ class Compare:
 
 
 @dataclass
-class Demo:
+class Demo:  # egoadapt.demo
     out: str = rule(output="dir")
     fresh: bool = MISSING
     seed: int = MISSING
     model_size: str = rule("micro", "small")
-    videos_per_domain: int = rule(ge=1)
+    source_domain: str = MISSING
+    source_videos: int = rule(ge=1)
+    target_domains: list[str] = MISSING
+    target_videos: int = rule(ge=1)
+    target_test_fraction: float = rule(gt=0, lt=1)
+    unseen_domain: str = MISSING
+    unseen_videos: int = rule(ge=1)
+    blind_videos: int = rule(ge=1)
+    pretrain_epochs: float = rule(gt=0)
     sft_epochs: float = rule(gt=0)
-    sft_overrides: dict[str, Any] | None = MISSING  # trainer.* of the SFT step
-    grpo_steps: int = rule(ge=1)
-    grpo_rollout: str = rule("hf", "vllm_colocate", "vllm_server")
-    grpo_overrides: dict[str, Any] | None = MISSING  # trainer.* of the GRPO step
+    grpo_epochs: float = rule(gt=0)
+    adapt_seeds: list[int] = MISSING
+    support_per_domain: int = rule(ge=0)
+    pretrain_overrides: dict[str, Any] | None = MISSING  # trainer.* of the base's training
+    sft_overrides: dict[str, Any] | None = MISSING  # trainer.* of the SFT steps
+    grpo_overrides: dict[str, Any] | None = MISSING  # trainer.* of the GRPO steps
     eval_backend: str = rule("hf", "vllm")
     eval_batch_size: int = rule(ge=1)
     eval_limit: int | None = rule(ge=1)
+    eval_max_new_tokens: int = rule(ge=1)
 
 
 @dataclass

@@ -13,7 +13,9 @@
 
 Each source video is a run of clips of `clip_seconds`, one question per clip, all in
 one domain's visual style; several questions share a source video, so splits must group
-them. Four domains differ in wall/floor palette, texture, camera motion and object set.
+them. Four target domains (the test bed's) and a daily-life source domain (`daily_life`, only
+when asked for: `domains=[daily_life]`) differ in wall/floor palette, texture, camera motion
+and object set (so also in the option words of the identification questions).
 Options are always listed in the same order and the correct index is balanced in
 blocks of four per family, so letters are balanced and no text leaks the answer.
 The frame layout (lighter wall on top, darker floor, light from one side) gives the
@@ -32,9 +34,9 @@ from PIL import Image
 
 from egoadapt.data.mp4 import write_mp4
 from egoadapt.data.schema import LETTERS
+from egoadapt.files import write_atomic
 
 REGIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
-from egoadapt.files import write_atomic
 COLORS = {  # prediction indicator colors, shared by all domains
     "red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 80, 230), "yellow": (240, 220, 40),
 }
@@ -65,7 +67,14 @@ DOMAINS = (
     Domain("SynthAnimal", "animal", (230, 220, 170), (130, 100, 60), "dots", "bob",
            (("ball", "ring", (250, 120, 0)), ("bowl", "square", (60, 60, 200)),
             ("stick", "bar", (50, 25, 10)), ("leaf", "diamond", (60, 170, 60))), False),
+    # the source domain (the daily-life video a pretrained MLLM has seen, EgoSchema's role in the
+    # paper): its own palette, texture, motion and objects, so each target domain is a real shift
+    Domain("SynthDaily", "daily_life", (245, 238, 220), (150, 105, 70), "waves", "walk",
+           (("cup", "circle", (240, 240, 240)), ("phone", "square", (25, 25, 30)),
+            ("key", "cross", (230, 190, 30)), ("book", "bar", (40, 110, 210))), True),
 )
+TARGET_DOMAINS = ("surgery", "industry", "extreme_sports", "animal")
+SOURCE_DOMAIN = "daily_life"
 
 FAMILIES = (  # (primary category, question type, sub-task tag used in question_id)
     ("Identification", "held object identification", "held-object"),
@@ -111,6 +120,8 @@ def camera_offset(motion: str, t: float) -> tuple[float, float]:
         return 3.0 * math.sin(7.1 * t) + 2.0 * math.sin(2.3 * t), 3.0 * math.cos(5.3 * t)
     if motion == "bob":
         return 0.0, 4.0 * abs(math.sin(3.0 * t))
+    if motion == "walk":
+        return 2.0 * math.sin(1.5 * t), 2.5 * abs(math.sin(4.0 * t))
     return 0.0, 0.0
 
 
@@ -129,6 +140,8 @@ def background(dom: Domain, size: int, t: float, noise: np.ndarray) -> np.ndarra
         tex = ((np.floor(u / 6) + np.floor(v / 6)) % 2) * 2 - 1
     elif dom.texture == "dots":
         tex = ((u % 8 - 4) ** 2 + (v % 8 - 4) ** 2 < 3).astype(np.float32) * 2 - 1
+    elif dom.texture == "waves":
+        tex = np.sin(u / 3.0 + np.sin(v / 5.0) * 2.0)
     else:
         n = noise.shape[0]
         tex = noise[(v.astype(int)) % n, (u.astype(int)) % n]
@@ -152,7 +165,7 @@ class Clip:
     detail: str
     placed: list  # (name, shape, color, cx, cy, r, t_from, t_to)
     held: tuple | None = None  # (shape, color) drawn in the hand
-    signal: tuple[int, float] | None = None  # (start color index, seconds per color)
+    signal: tuple[int, float, int] | None = None  # (start color index, seconds per color, +1 or -1)
 
 
 def make_clip(dom: Domain, family: int, answer: int, size: int, seconds: float, rng: np.random.Generator) -> Clip:
@@ -209,20 +222,25 @@ def make_clip(dom: Domain, family: int, answer: int, size: int, seconds: float, 
         return Clip(family, f"During which interval of the clip was the '{names[target]}' visible?", spans, answer,
                     f"The {names[target]} is visible only from {spans[answer]}.", placed)
     if qtype == "next state prediction":
-        # the light cycles red -> green -> blue -> yellow, 3-5 changes per clip, and ends on
-        # the color before the answer
+        # the light steps through red, green, blue, yellow forwards or backwards (per clip), 3-5
+        # colors per clip, and ends on the color before the answer: the last frame alone does not
+        # tell the answer (with one direction it did: every model scored 100%), the order does
         changes = int(rng.integers(3, 6))
-        per, start = seconds / changes, (answer - changes) % 4
+        step = 1 if rng.random() < 0.5 else -1
+        per, start = seconds / changes, (answer - step * changes) % 4
         color_names = tuple(COLORS)
+        order = color_names if step == 1 else color_names[::-1]
         return Clip(family, "The signal light cycles through its colors in a fixed order. "
                             "Which color will it show next, right after the clip ends?",
                     color_names, answer,
-                    f"The light cycles red, green, blue, yellow; it ends on {color_names[(answer - 1) % 4]}, "
-                    f"so {color_names[answer]} comes next.", [], signal=(start, per))
+                    f"The light cycles {', '.join(order)}; it ends on {color_names[(answer - step) % 4]}, "
+                    f"so {color_names[answer]} comes next.", [], signal=(start, per, step))
     raise AssertionError(qtype)
 
 
-def render(dom: Domain, clip: Clip, size: int, t: float, noise: np.ndarray) -> np.ndarray:
+def render(dom: Domain, clip: Clip, size: int, t: float, noise: np.ndarray, blank: bool = False) -> np.ndarray:
+    if blank:  # the shortcut check's frames: the question and options alone must not tell the answer
+        return np.full((size, size, 3), 128, np.uint8)
     img = background(dom, size, t, noise)
     for _name, shape, color, cx, cy, r, t0, t1 in clip.placed:
         if t0 <= t < t1 + 1e-6:
@@ -233,8 +251,8 @@ def render(dom: Domain, clip: Clip, size: int, t: float, noise: np.ndarray) -> n
         paint(img, hand, (225, 180, 150))
         paint(img, shape_mask(shape, size, size * 0.5, size * 0.78, size * 0.15), color)
     if clip.signal:
-        start, per = clip.signal
-        idx = (start + int(t // per)) % 4
+        start, per, step = clip.signal
+        idx = (start + step * int(t // per)) % 4
         paint(img, shape_mask("circle", size, size * 0.5, size * 0.12, size * 0.09), tuple(COLORS.values())[idx])
     return np.clip(img, 0, 255).astype(np.uint8)
 
@@ -253,7 +271,8 @@ class SynthConfig:
     video_fps: float = 8.0
     jpeg_quality: int = 95
     write_videos: bool = True
-    domains: tuple[str, ...] = tuple(d.domain for d in DOMAINS)
+    domains: tuple[str, ...] = TARGET_DOMAINS
+    blank_frames: bool = False  # every frame mid-grey (a blind model's view, for shortcut checks)
 
 
 def generate(cfg: SynthConfig, progress: bool = True) -> Path:
@@ -293,9 +312,12 @@ def generate(cfg: SynthConfig, progress: bool = True) -> Path:
                 (out / rel).mkdir(parents=True, exist_ok=True)
                 paths = []
                 for f in range(frames_per_clip):
-                    img = render(dom, clip, cfg.size, f / cfg.video_fps, noise)
+                    sampled = f % step == 0 and f // step < n_frames
+                    if not (sampled or cfg.write_videos):
+                        continue  # only the mp4 shows the frames between samples
+                    img = render(dom, clip, cfg.size, f / cfg.video_fps, noise, cfg.blank_frames)
                     movie.append(img)
-                    if f % step == 0 and f // step < n_frames:
+                    if sampled:
                         name = f"{rel}/frame_{f // step:05d}.jpg"
                         Image.fromarray(img).save(out / name, quality=cfg.jpeg_quality)
                         paths.append("/" + name)

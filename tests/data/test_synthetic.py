@@ -105,7 +105,7 @@ def test_answers_are_in_the_pixels(tmp_path, qtype):
 
     out = generate(SynthConfig(out=str(tmp_path), seed=2, videos_per_domain=4, write_videos=False), progress=False)
     recs, answers = load(out)
-    checked = 0
+    checked, directions = 0, set()
     for r in recs:
         if r["question_type"] != qtype:
             continue
@@ -113,10 +113,14 @@ def test_answers_are_in_the_pixels(tmp_path, qtype):
         answer = answers[r["id"]]["answer_text"]
         if qtype == "next state prediction":
             size = frames.shape[1]
-            last = frames[-1, int(size * 0.12), size // 2]
-            seen = min(COLORS, key=lambda c: np.abs(last - COLORS[c]).sum())
             order = list(COLORS)
-            assert order[(order.index(seen) + 1) % 4] == answer
+            seen = [order.index(min(COLORS, key=lambda c: np.abs(f[int(size * 0.12), size // 2] - COLORS[c]).sum()))
+                    for f in frames]
+            a, b = [(a, b) for a, b in zip(seen, seen[1:]) if b != a][-1]  # the last color change
+            step = (b - a) % 4  # 1 forwards, 3 backwards
+            assert step in (1, 3)  # the light steps one color at a time, forwards or backwards
+            directions.add(step)
+            assert order[(seen[-1] + step) % 4] == answer  # the order seen, not the last color alone
         else:
             # every clip of a domain shares its background (same camera path), so the median
             # first frame over all of the domain's clips is the empty scene; the object is what differs
@@ -129,3 +133,4 @@ def test_answers_are_in_the_pixels(tmp_path, qtype):
             assert seen == answer, (r["id"], seen, answer)
         checked += 1
     assert checked >= 4
+    assert qtype != "next state prediction" or directions == {1, 3}  # both directions occur
