@@ -6,11 +6,14 @@ the job's resolved config to `<job>/config.yaml` (the job's overrides applied, `
 folder) and runs
 
     python -m accelerate.commands.launch --config_file FILE [--num_processes N] \
-        --main_process_port PORT -m egoadapt.train.launch <job>/config.yaml
+        --main_process_port PORT -m egoadapt.train.rank <job>/config.yaml
 
-whose processes train exactly that config (`python -m egoadapt.train.launch CONFIG`): no second
+whose processes train exactly that config (`egoadapt.train.rank`): no second
 composition, no second `.hydra/` record, so the sweep's `<job>/.hydra/overrides.yaml` stays what
 `egoadapt compare` ranks by. The job fails when the launch fails.
+
+Also what every training run shares with the job: `TrainConfigError` and the run's
+`config.yaml` (`save_run_config`).
 """
 from __future__ import annotations
 
@@ -23,7 +26,19 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from egoadapt.files import write_atomic
+
 log = logging.getLogger("egoadapt.train")
+
+
+class TrainConfigError(SystemExit):
+    def __init__(self, msg: str):
+        super().__init__(f"egoadapt train: {msg}")
+
+
+def save_run_config(cfg: DictConfig, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))  # env var names, never their values
 
 # Hydra launchers that run a sweep's jobs on this machine (anything else, e.g. Slurm, runs them
 # where this machine's GPUs say nothing: each job checks its own when it starts)
@@ -63,13 +78,11 @@ def accelerate_command(acc: DictConfig, config_path: Path) -> list[str]:
     if acc.get("num_processes"):
         cmd += ["--num_processes", str(int(acc.num_processes))]
     cmd += ["--main_process_port", str(acc.get("main_process_port") or free_port())]
-    return cmd + ["-m", "egoadapt.train.launch", str(config_path)]
+    return cmd + ["-m", "egoadapt.train.rank", str(config_path)]
 
 
 def launch_job(cfg: DictConfig, out: Path) -> None:
     """Train `cfg` in `out` as an accelerate launch; raise when it fails."""
-    from egoadapt.train.run import TrainConfigError, save_run_config
-
     if under_launcher():
         raise TrainConfigError("accelerate.config_file starts its own accelerate launch, and this process is already "
                                "a rank of one (accelerate launch / torchrun): drop accelerate.config_file, or run "
@@ -81,26 +94,3 @@ def launch_job(cfg: DictConfig, out: Path) -> None:
     rc = subprocess.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
     if rc != 0:
         raise TrainConfigError(f"accelerate launch for {out} exited with {rc} (its output is in this job's log)")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """One rank of a launched job: train the resolved config at argv[0]."""
-    from egoadapt.data.load import DataError
-    from egoadapt.train.run import run
-
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        raise SystemExit("usage: python -m egoadapt.train.launch <job>/config.yaml (started by accelerate launch)")
-    cfg = OmegaConf.load(args[0])
-    out = Path(cfg.out)
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s",
-                        handlers=[logging.StreamHandler(), logging.FileHandler(out / "train.log")])
-    try:
-        run(cfg, out)
-    except DataError as e:
-        raise SystemExit(f"egoadapt train: {e}") from None
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,12 +17,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from egoadapt.train.launch import TrainConfigError, launch_job, launch_problems, save_run_config
+
 log = logging.getLogger("egoadapt.train")
-
-
-class TrainConfigError(SystemExit):
-    def __init__(self, msg: str):
-        super().__init__(f"egoadapt train: {msg}")
 
 
 ALGORITHMS = ("sft", "grpo")
@@ -127,8 +124,6 @@ def preflight(cfg: DictConfig, here: bool = True) -> None:
 
     if found := tracker_problems(cfg.get("logger")):  # before the model loads, not in TRL's callback after it
         raise TrainConfigError("; ".join(found))
-    from egoadapt.train.launch import launch_problems
-
     if found := launch_problems(cfg):
         raise TrainConfigError("; ".join(found))
 
@@ -150,13 +145,6 @@ def train_samples(cfg: DictConfig, out: Path):
     side = load_split(manifest_path, pool, "train")
     limit = cfg.data.get("train_limit")
     return side[: int(limit)] if limit else side
-
-
-def save_run_config(cfg: DictConfig, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "config.yaml.tmp"
-    tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))  # holds env var names, never their values
-    tmp.replace(out / "config.yaml")
 
 
 def start_tracking(cfg: DictConfig, out: Path, opened: list) -> None:
@@ -386,13 +374,11 @@ def merge_lora(folder: Path) -> None:
 def main(cfg: DictConfig) -> int:
     from hydra.core.hydra_config import HydraConfig
 
-    from egoadapt.data.load import DataError
+    from egoadapt.data.errors import DataError
 
     out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path(cfg.out)
     try:
         if cfg.get("accelerate", {}).get("config_file"):  # e.g. each job of a Slurm sweep on its node
-            from egoadapt.train.launch import launch_job
-
             launch_job(cfg, out)  # its ranks run the preflight, on the node that has the GPUs
         else:
             run(cfg, out)
