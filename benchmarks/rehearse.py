@@ -204,7 +204,7 @@ class Server:
 def longest_prompt(model: Path, annotations: Path, answers: Path, root: Path) -> dict:
     """Prompt tokens of every test-bed question at the 7B pixel budget (counted from frame
     headers by the processor's own rule, as train and eval preflight count them)."""
-    from egoadapt.cli import compose
+    from egoadapt.config.compose import compose
     from egoadapt.data.load import load_samples
     from egoadapt.inputs.context import prompt_lengths
     from egoadapt.models.loading import load_processor

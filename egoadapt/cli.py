@@ -7,16 +7,16 @@ a primary config `conf/<config>.yaml` composed with the user's Hydra overrides
 from __future__ import annotations
 
 import importlib
-import re
 import sys
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
-from egoadapt.configs import CONF_DIR, RECIPES_DIR, SEARCHPATH, hydra_value
+from egoadapt.config.compose import compose, find_recipe, launch, recipes, sweep_jobs
+from egoadapt.configs import CONF_DIR, RECIPES_DIR, hydra_value  # noqa: F401 (where configs live, for callers)
 
 RECIPE = "@recipe"  # config name of commands whose primary config is a recipe (recipe=NAME)
-INFO_FLAGS = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--shell-completion", "-sc"}  # Hydra runs no job
+TRAIN_FLAGS = {"-m", "--multirun", "--cfg", "-c"}  # Hydra's flags `train` takes
 # Hydra's flags that locate configs, in either spelling (`--config-dir DIR`, `--config-dir=DIR`, `-cd DIR`)
 LOCATION_FLAGS = {"--config-dir": "config_dir", "-cd": "config_dir", "--config-name": "config_name",
                   "-cn": "config_name", "--config-path": "config_path", "-cp": "config_path"}
@@ -121,66 +121,6 @@ def location_flags(rest: list[str]) -> tuple[dict[str, str], list[str]]:
     return found, others
 
 
-def searchpath(config_dirs: list[str], packaged: bool) -> list[str]:
-    """The user's config folders first (as Hydra's --config-dir), then, when the primary config is
-    not in egoadapt/conf itself (a recipe, a user's file), egoadapt's conf and recipes."""
-    return [f"file://{Path(d).expanduser().resolve()}" for d in config_dirs] + (SEARCHPATH if packaged else [])
-
-
-def compose(config_name: str, overrides: list[str], recipe: bool = False, hydra_config: bool = False,
-            config_dir: Path | None = None, config_dirs: list[str] = ()) -> DictConfig:
-    """conf/<config_name>.yaml (or a recipe in `config_dir`, default recipes/, on conf/) with Hydra
-    overrides, `config_dirs` searched first (and the `hydra` node when `hydra_config`)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.errors import HydraException
-
-    config_dir = config_dir or (RECIPES_DIR if recipe else CONF_DIR)
-    search = searchpath(list(config_dirs), packaged=config_dir != CONF_DIR)
-    extra = [f"hydra.searchpath=[{','.join(search)}]"] if search else []
-    with initialize_config_dir(config_dir=str(config_dir), version_base=None):
-        try:
-            return hydra_compose(config_name=config_name, overrides=extra + overrides, return_hydra_config=hydra_config)
-        except HydraException as e:
-            raise UsageError(_hydra_error(str(e), "train" if recipe else config_name)) from None
-
-
-def _hydra_error(msg: str, command: str) -> str:
-    """Hydra's refusal of an unknown key, with the closest valid key; never a secret's value."""
-    from egoadapt.config import is_secret_key, secret_message, suggest
-
-    m = re.search(r"Could not override '([^']+)'", msg)
-    if not m:
-        return msg
-    key = m.group(1)
-    if is_secret_key(key.split(".")[-1]):
-        return secret_message(key)
-    close = suggest(command, key)
-    return f"unknown key {key} (did you mean {close}?)" if close else msg
-
-
-def recipes(folder: Path | None = None) -> list[str]:
-    folder = folder or RECIPES_DIR
-    return sorted(str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.yaml"))
-
-
-def find_recipe(name: str, config_dirs: list[str]) -> tuple[Path, str]:
-    """(folder, config name) of `recipe=`: a YAML file of the user's (`recipe=PATH.yaml`), else a
-    name under a --config-dir, else under egoadapt's recipes/."""
-    if name.endswith((".yaml", ".yml")):
-        path = Path(name).expanduser()
-        if not path.is_file():
-            raise UsageError(f"recipe={name}: no such file")
-        return path.resolve().parent, path.stem
-    for folder in [Path(d).expanduser().resolve() for d in config_dirs] + [RECIPES_DIR]:
-        path = folder / f"{name}.yaml"
-        if path.is_file():  # its own folder as the primary one: a recipe `team/r1` is not packaged under `team`
-            return path.parent, path.stem
-    close = [r for r in recipes() if name.split("/")[-1] in r]
-    raise UsageError(f"unknown recipe {name!r}" + (f" (did you mean {close[0]}?)" if close else "")
-                     + "; recipes: " + ", ".join(recipes()) + ", or recipe=PATH.yaml for a file of yours")
-
-
 # Hydra's flags that take a value, and the value each takes when none is given (None: required)
 VALUE_FLAGS = {"--cfg": ("job", "hydra", "all"), "-c": ("job", "hydra", "all"),
                "--info": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
@@ -209,11 +149,12 @@ def split_flags(args: list[str]) -> tuple[list[str], list[str]]:
 
 
 def run_recipe(target: str, rest: list[str], located: dict[str, str]) -> int:
-    """Hand over to Hydra's own entry point: run folders, `-m` sweeps and .hydra/ records as
-    Hydra users know them. The recipe is the primary config; conf/ holds the groups."""
-    import hydra
+    """Compose the recipe (the primary config, on conf/'s groups), check every job, and run it through
+    Hydra's run / multirun machinery (egoadapt.config.compose.launch): run folders, `-m` sweeps with
+    their launchers and .hydra/ records as Hydra users know them."""
     from omegaconf import open_dict
 
+    from egoadapt.config import ConfigError
     from egoadapt.train.launch import runs_here
 
     name = next((a.split("=", 1)[1] for a in rest if a.startswith("recipe=")), None)
@@ -228,50 +169,38 @@ def run_recipe(target: str, rest: list[str], located: dict[str, str]) -> int:
     # egoadapt.train.run check the name against TRL's config class (with a did-you-mean)
     overrides = [f"++{a}" if a.startswith("trainer.") else a for a in rest
                  if not a.startswith(("recipe=", "trainer_file="))]
-    fn = load_function(target)
-    result = {}
-
-    def task(cfg):
-        result["rc"] = fn(cfg)
-
-    argv = sys.argv
-    # Hydra's own flags (-m, --cfg job, ...) go before the overrides, or argparse rejects them
     flags, plain = split_flags(overrides)
-    trainer_file = next((a.split("=", 1)[1] for a in rest if a.startswith("trainer_file=")), None)
-    if trainer_file:  # before the user's own trainer.* overrides, which win
-        from egoadapt.config.trainer_file import trainer_file_overrides
+    names = {f.split("=", 1)[0] for f in flags if f.startswith("-")}
+    if names - TRAIN_FLAGS:
+        raise UsageError(f"egoadapt train takes key=value overrides, -m (a sweep) and --cfg [job|hydra|all]; "
+                         f"not {', '.join(sorted(names - TRAIN_FLAGS))}")
+    multirun = bool(names & {"-m", "--multirun"})
+    source = dict(recipe=True, config_dir=folder, config_dirs=dirs)
+    try:
+        trainer_file = next((a.split("=", 1)[1] for a in rest if a.startswith("trainer_file=")), None)
+        if trainer_file:  # before the user's own trainer.* overrides, which win
+            from egoadapt.config.trainer_file import trainer_file_overrides
 
-        algorithm = compose(name, plain, recipe=True, config_dir=folder, config_dirs=dirs).get("algorithm")
-        plain = trainer_file_overrides(trainer_file, algorithm) + plain
-    if not INFO_FLAGS & {f.split("=", 1)[0] for f in flags}:  # every config-only check before Hydra writes anything (.hydra/, train.log)
+            plain = trainer_file_overrides(trainer_file, compose(name, plain, **source).get("algorithm")) + plain
+        if names & {"--cfg", "-c"}:  # print, run nothing
+            shown = next((f.split("=", 1)[1] if "=" in f else flags[i + 1] for i, f in enumerate(flags)
+                          if f.split("=", 1)[0] in ("--cfg", "-c")), "job")
+            cfg = compose(name, plain, hydra_config=shown != "job", **source)
+            if shown == "hydra":
+                cfg = cfg.hydra
+            print(OmegaConf.to_yaml(cfg))
+            return 0
+        # every config-only check before Hydra writes anything (.hydra/, train.log)
         preflight = load_function(target.split(":")[0] + ":preflight")
-        for job in job_overrides(plain, multirun=bool({"-m", "--multirun"} & set(flags))):
-            cfg = compose(name, job, recipe=True, hydra_config=True, config_dir=folder, config_dirs=dirs)
+        for job in sweep_jobs(plain) if multirun else [plain]:
+            cfg = compose(name, job, hydra_config=True, **source)
             here = runs_here(cfg.hydra.launcher.get("_target_"))  # a Slurm job checks its node's GPUs itself
             with open_dict(cfg):
                 del cfg["hydra"]
             preflight(cfg, here=here)
-    sys.argv = ["egoadapt", *flags, f"hydra.searchpath=[{','.join(searchpath(dirs, packaged=True))}]", *plain]
-    try:
-        hydra.main(config_path=str(folder), config_name=name, version_base="1.3")(task)()
-    finally:
-        sys.argv = argv
-    return int(result.get("rc") or 0)
-
-
-def job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
-    """The overrides of each job a launch will run: a sweep expanded as Hydra's basic sweeper
-    does (none when it cannot: another sweeper's syntax; each job checks itself then)."""
-    if not multirun:
-        return [overrides]
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    try:
-        return BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(overrides), None)[0]
-    except HydraException:
-        return []
+    except ConfigError as e:
+        raise UsageError(f"train: {e}") from None
+    return launch(target, name, plain, multirun=multirun, job_name="train", **source)
 
 
 def load_function(target: str):
@@ -308,13 +237,14 @@ def main(argv: list[str] | None = None) -> int:
     # --config-dir DIR: groups and primary configs of the user's; --config-name NAME: the primary config
     dirs = [located[k] for k in ("config_dir", "config_path") if k in located]
     primary_dir = Path(dirs[0]).expanduser().resolve() if "config_name" in located and dirs else None
-    cfg = compose(located.get("config_name", config_name), overrides, config_dir=primary_dir, config_dirs=dirs)
-    if show:
-        print(OmegaConf.to_yaml(cfg))
-        return 0
     from egoadapt.config import ConfigError, check
 
     try:  # before the command loads or writes anything
+        cfg = compose(located.get("config_name", config_name), overrides, config_dir=primary_dir, config_dirs=dirs,
+                      command=config_name)
+        if show:
+            print(OmegaConf.to_yaml(cfg))
+            return 0
         check(cfg, config_name)
     except ConfigError as e:
         print(f"egoadapt {' '.join(words)}: {e}", file=sys.stderr)

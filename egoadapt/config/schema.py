@@ -2,8 +2,10 @@
 
 Types and allowed values only: the values stay in conf/*.yaml, the one place for defaults,
 so every field here is MISSING. `egoadapt.config.validate` checks a composed config against
-these before a command loads or writes anything. The fields are OmegaConf-compatible, so
-they can become Hydra structured configs (ConfigStore) later. The judge and reward groups
+these before a command loads or writes anything, and Hydra types every key while composing: each
+primary config's schema is in Hydra's ConfigStore (`register`, as `<name>_schema`) and listed first
+in conf/<name>.yaml's defaults, so a misspelt key or a wrong type in a recipe, a group's YAML or an
+override fails at compose (egoadapt.config.compose). The judge and reward groups
 take their fields from the dataclasses that read them (`JudgeSettings`, `ScoringConfig`),
 so a setting added there is known here; `trainer.*` keys are TRL's own fields
 (`egoadapt.config.trainer`).
@@ -11,7 +13,7 @@ so a setting added there is known here; `trainer.*` keys are TRL's own fields
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass, field, fields, make_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, make_dataclass
 from typing import Any
 
 from omegaconf import MISSING
@@ -401,3 +403,27 @@ SCHEMAS: dict[str, type] = {
     "data_export": DataExport,
     "data_synth": DataSynth, "model_tiny": ModelTiny, "compare": Compare, "demo": Demo, "push": Push,
 }
+
+
+def register() -> None:
+    """Each primary config's schema in Hydra's ConfigStore as `<name>_schema`: conf/<name>.yaml lists it
+    first in its defaults (Hydra's schema pattern), so Hydra types every key while composing."""
+    from hydra.core.config_store import ConfigStore
+
+    for name, cls in SCHEMAS.items():
+        ConfigStore.instance().store(name=f"{name}_schema", node=cls)
+
+
+def field_spec(command: str, dotted: str) -> tuple[Any, dict[str, Any]] | None:
+    """(type, rules) of the field `dotted` (a.b.c) of `command`'s schema; None when no schema field
+    (an unknown key, or inside a free mapping such as trainer.*)."""
+    node: Any = SCHEMAS.get(command)
+    for part in dotted.split("."):
+        if not is_dataclass(node):
+            return None
+        spec = {f.name: f for f in fields(node)}.get(part)
+        if spec is None:
+            return None
+        hint, meta = typing.get_type_hints(node)[part], dict(spec.metadata)
+        node = hint
+    return hint, meta

@@ -60,7 +60,8 @@ def value_problem(where: str, value: Any, hint: Any, meta: Mapping[str, Any]) ->
     for op, ok, word in (("ge", lambda v, b: v >= b, ">="), ("gt", lambda v, b: v > b, ">"),
                          ("le", lambda v, b: v <= b, "<="), ("lt", lambda v, b: v < b, "<")):
         if op in meta and isinstance(value, (int, float)) and not ok(value, meta[op]):
-            return f"{where}={value!r}: {leaf} must be {word} {meta[op]:g}"
+            shown = int(value) if isinstance(value, float) and value.is_integer() else value  # as typed: a float field holds 2.0
+            return f"{where}={shown!r}: {leaf} must be {word} {meta[op]:g}"
     if meta.get("output"):
         return output_problem(where, str(value), meta["output"])
     return None

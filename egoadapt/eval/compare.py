@@ -493,7 +493,7 @@ def sweep_csv(sweep: Mapping[str, Any]) -> str:
 
 def config(*overrides: str) -> Any:
     """conf/compare.yaml composed with Hydra overrides (`runs=[a,b]`, `out=DIR`, ...), for `run`."""
-    from egoadapt.cli import compose
+    from egoadapt.config.compose import compose
 
     return compose("compare", list(overrides))
 

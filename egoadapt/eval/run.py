@@ -268,7 +268,7 @@ def run_config(cfg: DictConfig) -> dict[str, Any]:
 def config(*overrides: str) -> DictConfig:
     """conf/eval.yaml composed with Hydra overrides, for calling `evaluate` from Python:
     `evaluate(config(f"checkpoint={ckpt}", "data=synthetic", f"data.root={d}", f"out={o}"))`."""
-    from egoadapt.cli import compose
+    from egoadapt.config.compose import compose
 
     return compose("eval", list(overrides))
 

@@ -12,6 +12,7 @@ import pytest
 
 from egoadapt import cli
 from egoadapt.cli import CONF_DIR, compose, recipes
+from egoadapt.config import compose as compose_module
 from egoadapt.config import ConfigError, check, is_secret_key, problems
 from egoadapt.config.trainer import grpo_batch_problem
 
@@ -170,7 +171,7 @@ def test_a_typo_in_a_recipe_file_names_the_key(fake_model, tmp_path, monkeypatch
     (recipes_dir / "typo.yaml").write_text("# @package _global_\ndefaults:\n  - /train\n  - override /trainer: sft\n"
                                            "  - _self_\nalgorithm: sft\nframes:\n  max_frame: 8\n"
                                            "judge:\n  timout_s: 5\n")
-    monkeypatch.setattr(cli, "RECIPES_DIR", recipes_dir)
+    monkeypatch.setattr(compose_module, "RECIPES_DIR", recipes_dir)
     out = tmp_path / "run"
     msg = train("recipe=typo", f"out={out}", f"model.path={fake_model}", f"data.root={tmp_path}")
     assert "frames.max_frame (did you mean max_frames?)" in msg and "judge.timout_s (did you mean timeout_s?)" in msg
@@ -276,7 +277,7 @@ def test_bad_score_config(overrides, expected, tmp_path, capsys):
     (["data", "split", "+split.sed=3"], "split.sed (did you mean seed?)"),
     (["data", "split", "data.on_error=ignore"], "data.on_error='ignore': on_error must be one of raise, skip"),
     (["data", "synth", "videos_per_domain=0"], "videos_per_domain=0: videos_per_domain must be >= 1"),
-    (["data", "synth", "video_fps=3", "sampling_fps=2"], "video_fps=3 must be a multiple of sampling_fps=2"),
+    (["data", "synth", "video_fps=3", "sampling_fps=2"], "video_fps=3.0 must be a multiple of sampling_fps=2.0"),  # typed: floats
     (["model", "tiny", "size=huge"], "size='huge': size must be one of micro, small"),
 ])
 def test_bad_data_and_model_commands(args, expected, tmp_path, capsys):
