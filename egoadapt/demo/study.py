@@ -79,10 +79,11 @@ class Study:
     def train(self, name: str, recipe: str, start: Path, data: list[str], epochs: float, seed: int,
               overrides) -> Path:
         out = self.path("train", name)
+        interrupted = ["resume=true"] if any(out.glob("checkpoint-*")) else []  # killed mid-run: continue it
         self.step(f"train {name}", out / "final" / "config.json",
                   ["train", f"recipe=demo/{recipe}", f"model.path={start}", *data,
                    f"cache_dir={self.path('cache')}", f"trainer.num_train_epochs={epochs}", f"seed={seed}",
-                   f"out={out}", *[f"trainer.{k}={v}" for k, v in (overrides or {}).items()]])
+                   f"out={out}", *interrupted, *[f"trainer.{k}={v}" for k, v in (overrides or {}).items()]])
         return out / "final"
 
     def evaluate(self, model: str, checkpoint: Path, on: str, data: list[str], extra=()) -> Path:
