@@ -21,8 +21,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,8 @@ from egoadapt.eval.stats import (
     statistic,
 )
 from egoadapt.files import write_atomic
+
+log = logging.getLogger(__name__)
 
 SCHEMA = "egoadapt.eval.results/1"
 QA_LEVELS = ("all", "close", "open")
@@ -273,3 +277,44 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     p = p / "results.json" if p.is_dir() else p
     return json.loads(p.read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------- an evaluation read back
+
+class ResultsError(ValueError):
+    """A folder that is not a finished evaluation, or evaluations that cannot be read as asked."""
+
+
+@dataclass
+class Evaluation:
+    label: str
+    path: Path
+    results: dict[str, Any]
+    scores: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def split_hash(self) -> str:
+        return str((self.results.get("split") or {}).get("hash"))
+
+
+def load_evaluation(path: str | os.PathLike, label: str | None = None) -> Evaluation:
+    p = Path(path)
+    folder = p.parent if p.name == "results.json" else p
+    results_path = folder / "results.json"
+    if not results_path.is_file():
+        raise ResultsError(f"{folder}: no results.json (not an `egoadapt eval` folder, or the evaluation "
+                           "did not finish)")
+    try:
+        results = json.loads(results_path.read_text(encoding="utf-8"))
+        table = results["table"]
+        if not isinstance(table, list):
+            raise TypeError("table is not a list")
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ResultsError(f"{results_path}: not an evaluation results file ({e})") from None
+    scores = []
+    scores_path = folder / "scores.jsonl"
+    if scores_path.is_file():
+        scores = [json.loads(line) for line in scores_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        log.warning("%s: no scores.jsonl: deltas without paired intervals", folder)
+    return Evaluation(label or folder.name, folder, results, scores)

@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from egoadapt.eval.generate import EvalError
+from egoadapt.eval.ranking import sweep_jobs
 from egoadapt.eval.run import evaluate, generation_identity, input_errors, run_config
 
 log = logging.getLogger("egoadapt.eval")
@@ -58,7 +59,6 @@ def already_evaluated(cfg: DictConfig) -> bool:
 def evaluate_sweep(cfg: DictConfig) -> dict[str, Any]:
     """{"folder", "jobs": [{"job", "status": evaluated | already evaluated | missing final/, "out",
     "accuracy", "judge_unmeasured"}]}, in job order."""
-    from egoadapt.eval.compare import sweep_jobs
     from egoadapt.tracking import log_evaluation
 
     folder = Path(str(cfg.sweep))

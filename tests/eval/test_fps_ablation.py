@@ -93,7 +93,8 @@ def test_compare_tabulates_rates_per_task(tiny_model_dir, synth_dir, tmp_path, c
 
 
 def test_runs_at_one_rate_keep_their_plain_labels(tmp_path):
-    from egoadapt.eval.compare import Evaluation, label_by_rate, sampling_rate
+    from egoadapt.eval.compare import label_by_rate, sampling_rate
+    from egoadapt.eval.report import Evaluation
 
     def run(label, fps):
         return Evaluation(label, Path(label), {"config": {"sampling": {"frames.fps": fps, "data.fps": {"default": 1}}}})
