@@ -48,7 +48,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from egoadapt.data.load import DataError, Problem, cfg_get
+from egoadapt.data.errors import DataError, Problem
+from egoadapt.data.load import cfg_get
 from egoadapt.data.schema import FrameSource, Sample
 
 log = logging.getLogger(__name__)

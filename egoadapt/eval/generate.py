@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from egoadapt.data.errors import DataError, Problem
 from egoadapt.data.frames import check_source, on_skip, skip_mode
-from egoadapt.data.load import DataError, Problem
 from egoadapt.data.schema import Sample
 from egoadapt.files import json_text
 from egoadapt.inputs.qa import QA_MODES

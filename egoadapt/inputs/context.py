@@ -18,10 +18,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from egoadapt.data.errors import DataError, Problem
 from typing import Any
 
 from egoadapt.data.frames import clip_geometry
-from egoadapt.data.load import DataError, Problem
 from egoadapt.data.prompts import build_messages
 from egoadapt.data.schema import Sample
 from egoadapt.inputs.qa import prompt_qa

@@ -20,7 +20,7 @@ import torch
 
 from egoadapt.data.cache import InputCache, entry_bytes
 from egoadapt.data.frames import clip_fps, load_clip, on_skip, skip_mode
-from egoadapt.data.load import DataError, Problem
+from egoadapt.data.errors import DataError, Problem
 from egoadapt.data.prompts import build_messages
 from egoadapt.data.schema import Sample
 from egoadapt.inputs.encode import pixels, vision_inputs

@@ -6,8 +6,8 @@ from typing import Any
 import torch
 from trl.chat_template_utils import get_training_chat_template
 
+from egoadapt.data.errors import DataError
 from egoadapt.data.frames import on_skip
-from egoadapt.data.load import DataError
 from egoadapt.inputs.qa import prompt_qa
 from egoadapt.inputs.video import VideoInputs
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from datasets import Dataset
 
+from egoadapt.data.errors import DataError, Problem
 from egoadapt.data.frames import skipped_row
-from egoadapt.data.load import DataError, Problem
 from egoadapt.data.prompts import LOAD_ANSWERS, target_text
 from egoadapt.data.schema import Sample, answer_as_text, answer_to_column, has_answer_text
 from egoadapt.files import write_atomic

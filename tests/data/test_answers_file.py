@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from egoadapt.data.load import DataError, load_samples, load_with_report
+from egoadapt.data.errors import DataError
+from egoadapt.data.load import load_samples, load_with_report
 from tests.data.egodata_helpers import FPS, TEMPLATE, TESTBED, need_real, write_json
 
 LETTERS = "ABCD"

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from egoadapt.data.errors import DataError
 from egoadapt.data.frames import FrameError, check_source, load_clip, try_load_clip
-from egoadapt.data.load import DataError, load_samples, load_with_report
+from egoadapt.data.load import load_samples, load_with_report
 from egoadapt.data.schema import FrameSource, Sample
 from tests.data.egodata_helpers import bed_record, write_frames, write_json, write_mp4
 

@@ -8,13 +8,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from egoadapt.data.load import (
-    LoadReport,
-    group_from_path,
-    load_samples,
-    load_with_report,
-    sampling_fps,
-)
+from egoadapt.data.errors import LoadReport
+from egoadapt.data.load import load_samples, load_with_report
+from egoadapt.data.records import group_from_path, sampling_fps
 from egoadapt.data.schema import DATASET_DOMAINS, FrameSource, Sample
 from tests.data.egodata_helpers import (
     EGOCROSS,

@@ -6,7 +6,7 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from egoadapt.data.load import DataError
+from egoadapt.data.errors import DataError
 from egoadapt.data.prompts import (
     build_messages,
     default_prompt_cfg,

@@ -7,7 +7,8 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from egoadapt.data.load import DataError, load_samples
+from egoadapt.data.errors import DataError
+from egoadapt.data.load import load_samples
 from egoadapt.data.split import load_split, make_manifest, paper_split
 from tests.data.egodata_helpers import TEMPLATE, TESTBED, real_cfg, write_frames, write_json
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from egoadapt.cli import main as cli
+from egoadapt.data.errors import DataError
 from egoadapt.data.frames import clip_geometry
-from egoadapt.data.load import DataError, load_samples
+from egoadapt.data.load import load_samples
 from egoadapt.data.schema import FrameSource
 from egoadapt.inputs.context import ContextPlan, PromptLength, plan_context, prompt_lengths, video_token_count
 from egoadapt.inputs.video import VideoInputs
