@@ -90,6 +90,7 @@ def measure(clips: int = 3, reps: int = 3, reference: bool = True) -> tuple[list
 
     from egoadapt.data.cache import InputCache
     from egoadapt.inputs.encode import encode_clip, pixels
+    from egoadapt.inputs.families.qwen2_5_vl import Qwen2_5_VL
 
     t0 = time.perf_counter()
     processor = build_processor()
@@ -108,7 +109,7 @@ def measure(clips: int = 3, reps: int = 3, reference: bool = True) -> tuple[list
                 base = root / f"{length}_{c}"
                 save_file({"p": ref.contiguous()}, f"{base}.f32.safetensors")
                 save_file({"p": ref.to(torch.bfloat16).contiguous()}, f"{base}.bf16.safetensors")
-                compact = encode_clip(processor, clip)
+                compact = encode_clip(Qwen2_5_VL(processor), clip)
                 save_file({"f": resized_frames(compact["pixel_values_videos"], compact["video_grid_thw"])},
                           f"{base}.frames.safetensors")
                 key = f"{length:03d}{c:061d}"

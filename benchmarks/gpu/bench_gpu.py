@@ -267,6 +267,7 @@ def run_benchmark(s: Settings) -> dict[str, Any]:
     from trl import GRPOConfig
 
     from egoadapt.data.cache import InputCache
+    from egoadapt.inputs.families.qwen2_5_vl import Qwen2_5_VL
     from egoadapt.inputs.video import VideoInputs
     from egoadapt.rewards.registry import build_reward_funcs
     from egoadapt.rollout.engines import HFEngine, VLLMColocateEngine
@@ -286,7 +287,8 @@ def run_benchmark(s: Settings) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="bench_gpu_"))
     folder, processor, config = model_folder(tmp / "model", SIZES[s.size], s.frame_size)
     samples = synthetic(tmp / "synth", s.frames, s.frame_size)
-    video = VideoInputs(samples, processor, {"max_frames": s.frames}, None, cache=InputCache(tmp / "cache"))
+    video = VideoInputs(samples, processor, {"max_frames": s.frames}, None, cache=InputCache(tmp / "cache"),
+                        family=Qwen2_5_VL(processor))
     rows = s.prompts * s.generations
     args = GRPOConfig(  # before the model: under accelerate + ZeRO-3 this switches transformers to zero.Init
         output_dir=str(tmp / "run"), per_device_train_batch_size=rows, num_generations=s.generations,

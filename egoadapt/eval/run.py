@@ -50,6 +50,7 @@ def _container(node: Any) -> Any:
 def preflight(cfg: DictConfig) -> None:
     """Config-only checks, before any data or model is loaded."""
     from egoadapt.config import ConfigError, check
+    from egoadapt.inputs.families import UnknownFamily, check_family
     from egoadapt.models.loading import ModelConfigError, check_model_path
 
     try:  # every key known, types and ranges, no secrets, out= sane (the CLI checked already; Python callers)
@@ -85,7 +86,8 @@ def preflight(cfg: DictConfig) -> None:
     try:
         if cfg.backend != "openai":  # nothing is loaded here: the endpoint serves the model
             check_model_path(str(cfg.checkpoint))
-    except ModelConfigError as e:
+            check_family(str(cfg.checkpoint))  # a model type without a family module fails here, naming the known
+    except (ModelConfigError, UnknownFamily) as e:
         raise EvalError(f"checkpoint={cfg.checkpoint}: {e}") from None
     if cfg.qa in ("open", "both"):  # only OpenQA asks the judge
         from egoadapt.rewards.judge import JudgeConfigError, check_judge_config
@@ -202,6 +204,7 @@ def make_backend(cfg: DictConfig, samples: list[Sample]):
     """Processor, inputs and model: only built when something is left to generate."""
     from egoadapt.data.cache import InputCache
     from egoadapt.eval.generate import build_backend
+    from egoadapt.inputs.families import for_checkpoint
     from egoadapt.inputs.video import VideoInputs
     from egoadapt.models.loading import load_processor
     from egoadapt.rollout.context import eval_context
@@ -209,10 +212,11 @@ def make_backend(cfg: DictConfig, samples: list[Sample]):
     if cfg.backend == "openai":  # no local model, processor or token counts: the endpoint has them
         return OpenAIBackend.from_config(cfg, samples)
     processor = load_processor(cfg.model)
-    context = eval_context(cfg, samples, processor)  # a prompt the model cannot hold fails here, naming the clip
+    family = for_checkpoint(str(cfg.checkpoint), processor)  # from the checkpoint's model_type
+    context = eval_context(cfg, samples, family)  # a prompt the model cannot hold fails here, naming the clip
     cache = InputCache(cfg.get("cache_dir"), enabled=bool(cfg.get("cache_dir")))
     video = VideoInputs(samples, processor, cfg.frames, cfg.prompt, cache=cache,
-                        ram_bytes=cfg.get("cache_ram_bytes"))
+                        ram_bytes=cfg.get("cache_ram_bytes"), family=family)
     return build_backend(cfg.backend, str(cfg.checkpoint), video, cfg.model, _container(cfg.generation),
                          _container(cfg.vllm.get("engine_kwargs")) if cfg.get("vllm") else None, context=context)
 

@@ -1,12 +1,10 @@
 """Context length from the data: the longest prompt of a run, in tokens, before any pixel is processed.
 
-A Qwen2.5-VL prompt is its text plus the clip's video tokens, `grid_t * grid_h * grid_w /
-merge^2`: T frames padded to the temporal patch (2), each resized by the video processor's
-`smart_resize` rule (the multiple of patch x merge nearest the frame's size within the
-processor's min/max pixels, and the per-frame share of `max_video_tokens` where
-`cap_pixels_per_frame` is on). `clip_geometry` gives T and the frame size from file headers,
-so the count is exact and costs what `check_source` costs (tests compare it with the
-processor's own grids).
+A prompt is its text plus the clip's video tokens, counted by the model family's own rule
+from the frame count and size (`VideoFamily.video_token_count`; Qwen2.5-VL: `grid_t * grid_h *
+grid_w / merge^2`, T frames padded to the temporal patch, each resized by the video processor's
+`smart_resize`). `clip_geometry` gives T and the frame size from file headers, so the count is
+exact and costs what `check_source` costs (tests compare it with the processor's own grids).
 
 `plan_context` is the preflight of `train` and `eval` (before the model loads): a prompt the
 model's positions (`max_position_embeddings`) cannot hold fails the run, naming the clip
@@ -16,14 +14,15 @@ vLLM engines (`egoadapt.rollout.context`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from egoadapt.data.errors import DataError, Problem
 from typing import Any
 
+from egoadapt.data.errors import DataError, Problem
 from egoadapt.data.frames import clip_geometry
 from egoadapt.data.prompts import build_messages
 from egoadapt.data.schema import Sample
+from egoadapt.inputs.families import as_family
 from egoadapt.inputs.qa import prompt_qa
 
 log = logging.getLogger(__name__)
@@ -74,57 +73,34 @@ def context_error(p: PromptLength, message: str) -> DataError:
 
 # ------------------------------------------------------------------ token counts
 
-def pixel_limits(vp: Any) -> tuple[int | None, int | None]:
-    """(min_pixels, max_pixels) of a Qwen-VL video processor (None where it has none)."""
-    size = getattr(vp, "size", None) or {}
-    get = size.get if isinstance(size, Mapping) else lambda k: getattr(size, k, None)
-    lo = get("shortest_edge") or getattr(vp, "min_pixels", None)
-    hi = get("longest_edge") or getattr(vp, "max_pixels", None)
-    return (int(lo) if lo else None), (int(hi) if hi else None)
+def video_token_count(family: Any, num_frames: int, width: int, height: int) -> int:
+    """Video tokens of a `num_frames` clip of `width` x `height` frames without running the processor
+    (`VideoFamily.video_token_count`; `family`: a family, or a processor loaded from a checkpoint)."""
+    return as_family(family).video_token_count(num_frames, width, height)
 
 
-def video_token_count(processor: Any, num_frames: int, width: int, height: int) -> int:
-    """Video tokens of a `num_frames` clip of `width` x `height` frames, by the video processor's
-    own rule (Qwen2VLVideoProcessor.resize and patchify), without running it."""
-    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
-
-    vp = getattr(processor, "video_processor", processor)
-    patch, merge, temporal = int(vp.patch_size), int(vp.merge_size), int(vp.temporal_patch_size)
-    factor = patch * merge
-    min_pixels, max_pixels = pixel_limits(vp)
-    min_pixels, max_pixels = min_pixels or 56 * 56, max_pixels or 28 * 28 * 1280  # smart_resize's defaults
-    if getattr(vp, "cap_pixels_per_frame", None):  # each frame's share of the total-video budget
-        total = int(int(getattr(vp, "max_video_tokens", 128000)) * factor * factor * 0.9)
-        max_pixels = max(min(max_pixels, total * temporal // num_frames), int(min_pixels * 1.05))
-    h, w = smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
-    grid_t = (num_frames + (-num_frames % temporal)) // temporal
-    return grid_t * (h // patch) * (w // patch) // (merge * merge)
-
-
-def prompt_lengths(samples: Iterable[Sample], processor: Any, frames_cfg: Any, prompt_cfg: Any,
+def prompt_lengths(samples: Iterable[Sample], family: Any, frames_cfg: Any, prompt_cfg: Any,
                    qa: Sequence[str] = ("close", "open")) -> list[PromptLength]:
     """Token counts of every (sample, QA type) prompt as `VideoInputs.prompt_ids` would build it
     (CloseQA only for samples with options). A sample whose headers fail is left out: the
-    frames checks of the run report it (or skip it, frames.on_error=skip)."""
-    tokenizer = getattr(processor, "tokenizer", processor)
-    video_token = getattr(processor, "video_token", "<|video_pad|>")
-    video_id = tokenizer.convert_tokens_to_ids(video_token)
+    frames checks of the run report it (or skip it, frames.on_error=skip). `family`: the
+    checkpoint's `VideoFamily`, or a processor loaded from the checkpoint."""
+    family = as_family(family)
+    processor, tokenizer = family.processor, family.tokenizer
     out = []
     for s in samples:
         try:
             g = clip_geometry(s, frames_cfg)
         except DataError:
             continue
-        n_video = video_token_count(processor, g.num_frames, g.width, g.height)
+        n_video = family.video_token_count(g.num_frames, g.width, g.height)
         for q in qa:
             if q == "close" and not s.options:
                 continue
             messages = build_messages(s, prompt_qa(q), prompt_cfg, sampling_fps=g.fps)
             text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-            placeholders = sum(t == video_id for t in ids)
-            out.append(PromptLength(s.id, q, len(ids) - placeholders + placeholders * n_video, n_video,
-                                    g.num_frames, g.file))
+            out.append(PromptLength(s.id, q, family.prompt_length(ids, n_video), n_video, g.num_frames, g.file))
     return out
 
 
@@ -145,11 +121,11 @@ def model_positions(model_path: str | None) -> int | None:
     return int(n) if n else None
 
 
-def plan_context(samples: Iterable[Sample], processor: Any, frames_cfg: Any, prompt_cfg: Any, qa: Sequence[str],
+def plan_context(samples: Iterable[Sample], family: Any, frames_cfg: Any, prompt_cfg: Any, qa: Sequence[str],
                  completion: int, model_path: str | None = None, positions: int | None = None) -> ContextPlan:
     """The longest prompt against the model's positions; raises DataError naming the clip when
     the positions cannot hold it (and at least one completion token)."""
-    lengths = prompt_lengths(samples, processor, frames_cfg, prompt_cfg, qa)
+    lengths = prompt_lengths(samples, family, frames_cfg, prompt_cfg, qa)
     positions = positions or model_positions(model_path)
     longest = max(lengths, key=lambda p: p.tokens, default=None)
     plan = ContextPlan(longest, int(completion), positions, len(lengths))
@@ -164,5 +140,5 @@ def plan_context(samples: Iterable[Sample], processor: Any, frames_cfg: Any, pro
 
 def plan_for_video(video: Any, completion: int, model_path: str | None) -> ContextPlan:
     """The plan of a `VideoInputs` (its samples, processor, frames and prompt settings; both QA types)."""
-    return plan_context(video.samples.values(), video.processor, video.frames_cfg, video.prompt_cfg,
+    return plan_context(video.samples.values(), video.family, video.frames_cfg, video.prompt_cfg,
                         ("close", "open"), completion, model_path)

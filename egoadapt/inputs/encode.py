@@ -1,8 +1,9 @@
 """A sample's vision inputs as the processor gives them, compact, through the input cache.
 
-`vision_inputs(sample, frames_cfg, processor, cache)` reads the clip (`egoadapt.data.frames`),
-runs the processor on it with its real fps (`encode_clip`) and keeps the vision tensors
-(pixel_values_videos, video_grid_thw, second_per_grid_ts) in `egoadapt.data.cache.InputCache`.
+`vision_inputs(sample, frames_cfg, family, cache)` reads the clip (`egoadapt.data.frames`),
+runs the processor on it with its real fps (`encode_clip`, through the model family's
+`process`) and keeps the family's vision tensors (Qwen2.5-VL: pixel_values_videos,
+video_grid_thw, second_per_grid_ts) in `egoadapt.data.cache.InputCache`.
 
 What is stored is compact: the processor's resized frames as uint8, already in its patch layout
 (the processor runs with rescale and normalise off), plus the per-channel mean and std of those
@@ -28,7 +29,6 @@ from egoadapt.data.cache import InputCache
 from egoadapt.data.frames import Clip, frame_setting, load_clip, refused
 from egoadapt.data.schema import FrameSource, Sample
 
-VISION_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
 PIXELS = "pixel_values_videos"
 # bump when the layout or the pixel pipeline changes (2: mixed frame sizes take the common one;
 # 3: pixels stored as uint8 patches, normalised on read)
@@ -103,49 +103,51 @@ def normalisation(processor: Any, kwargs: Mapping[str, Any]) -> tuple[torch.Tens
     return mean.contiguous(), std.contiguous()
 
 
-def encode_clip(processor: Any, clip: Clip, processor_kwargs: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Run the processor on one clip with its real fps; keep the vision tensors, pixels compact.
+def encode_clip(family: Any, clip: Clip, processor_kwargs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Run the processor on one clip with its real fps (`family.process`: a `VideoFamily`, or a
+    processor loaded from a checkpoint); keep the family's vision tensors, pixels compact.
 
-    Goes through the full processor (with a one-video placeholder text) so second_per_grid_ts
-    is computed by the processor's own rule from the metadata. Rescale and normalise are left
-    out (the resized uint8 pixels in patch layout are kept, with the mean and std that `pixels`
-    applies on read); a processor that does not give uint8 that way is run in full.
+    Goes through the full processor (with a one-video placeholder text) so the time axis
+    (second_per_grid_ts) is computed by the processor's own rule from the metadata. Rescale and
+    normalise are left out (the resized uint8 pixels in patch layout are kept, with the mean and
+    std that `pixels` applies on read); a processor that does not give uint8 that way is run in full.
     """
-    text = getattr(processor, "video_token", "<|video_pad|>")
+    from egoadapt.inputs.families import as_family
+
+    family = as_family(family)
     kwargs = dict(processor_kwargs or {})
-
-    def run(**extra: Any):
-        return processor(text=[f"<|vision_start|>{text}<|vision_end|>"], videos=[clip.frames],
-                         video_metadata=[clip.metadata()], do_sample_frames=False, return_tensors="pt",
-                         **{**kwargs, **extra})
-
-    out = run(do_rescale=False, do_normalize=False)
-    value = {k: out[k] for k in VISION_KEYS if k in out}
+    out = family.process(clip, **kwargs, do_rescale=False, do_normalize=False)
+    value = {k: out[k] for k in family.vision_keys if k in out}
     if value[PIXELS].dtype == torch.uint8:
-        value["pixel_mean"], value["pixel_std"] = normalisation(processor, kwargs)
+        value["pixel_mean"], value["pixel_std"] = normalisation(family.processor, kwargs)
     else:
-        value = {k: v for k, v in run().items() if k in VISION_KEYS}
+        value = {k: v for k, v in family.process(clip, **kwargs).items() if k in family.vision_keys}
     sec = value.get("second_per_grid_ts")
     if sec is not None and not isinstance(sec, torch.Tensor):
         value["second_per_grid_ts"] = torch.tensor(sec, dtype=torch.float32)
     return value
 
 
-def vision_inputs(sample: Sample, frames_cfg: Any, processor: Any, cache: InputCache | None = None,
+def vision_inputs(sample: Sample, frames_cfg: Any, family: Any, cache: InputCache | None = None,
                   processor_kwargs: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Cached processor vision inputs of a sample (frames read and encoded only on a miss).
+    """Cached processor vision inputs of a sample (frames read and encoded only on a miss); `family`:
+    a `VideoFamily`, or a processor loaded from a checkpoint.
 
     Besides the tensors the value holds `fps` and `num_frames` of the clip (for the prompt).
     Raises FrameError (naming file, record and field) for frames that cannot be read or processed.
     """
+    from egoadapt.inputs.families import as_family
+
+    family = as_family(family)
+
     def compute() -> dict[str, Any]:
         clip = load_clip(sample, frames_cfg)
         try:
-            encoded = encode_clip(processor, clip, processor_kwargs)
+            encoded = encode_clip(family, clip, processor_kwargs)
         except (ValueError, RuntimeError) as e:  # what only the processor finds, as a sample's error
             raise refused(sample, e) from None
         return {**encoded, "fps": clip.fps, "num_frames": clip.num_frames}
 
     if cache is None:
         return compute()
-    return cache.get_or_compute(vision_key_parts(sample, frames_cfg, processor, processor_kwargs), compute)
+    return cache.get_or_compute(vision_key_parts(sample, frames_cfg, family.processor, processor_kwargs), compute)

@@ -5,7 +5,9 @@ sample it gives the chat messages (with the clip's real sampling fps in the prom
 prompt token ids with the video placeholder expanded to the clip's real number of video
 tokens, and the cached vision tensors (compact: uint8 pixels, `egoadapt.inputs.encode`), the
 most recently used of them kept in RAM up to `ram_bytes`; `collate` stacks the vision
-tensors of any rows in the layout Qwen2.5-VL's forward expects (pixels normalised there).
+tensors of any rows in the layout the model's forward expects (pixels normalised there).
+What is family-specific (placeholder expansion, token counts, forward inputs) is the
+checkpoint's `VideoFamily` (`egoadapt.inputs.families`).
 SFT, GRPO (generation and every log-prob pass) and evaluation all use it, so the model sees
 the same pixels and the same time axis in each of them.
 """
@@ -19,33 +21,33 @@ from typing import Any
 import torch
 
 from egoadapt.data.cache import InputCache, entry_bytes
-from egoadapt.data.frames import clip_fps, load_clip, on_skip, skip_mode
 from egoadapt.data.errors import DataError, Problem
+from egoadapt.data.frames import clip_fps, load_clip, on_skip, skip_mode
 from egoadapt.data.prompts import build_messages
 from egoadapt.data.schema import Sample
-from egoadapt.inputs.encode import pixels, vision_inputs
+from egoadapt.inputs.encode import vision_inputs
+from egoadapt.inputs.families import VideoFamily, for_processor
 from egoadapt.inputs.qa import prompt_qa
 from egoadapt.inputs.request import RolloutRequest
 
-VIDEO_TENSORS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
 log = logging.getLogger(__name__)
 
 
 class VideoInputs:
     """`ram_bytes`: bound of the in-RAM store of vision inputs (commands take it from
-    `cache_ram_bytes`, conf/cache/default.yaml); None: unbounded."""
+    `cache_ram_bytes`, conf/cache/default.yaml); None: unbounded. `family`: the checkpoint's model
+    family (`egoadapt.inputs.families.for_checkpoint`); None: the family of the checkpoint the
+    processor was loaded from."""
 
     def __init__(self, samples: Iterable[Sample], processor, frames_cfg: Any, prompt_cfg: Any = None,
-                 cache: InputCache | None = None, ram_bytes: int | None = None):
+                 cache: InputCache | None = None, ram_bytes: int | None = None, family: VideoFamily | None = None):
         self.samples = {s.id: s for s in samples}
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.frames_cfg = frames_cfg
         self.prompt_cfg = prompt_cfg
         self.cache = cache
-        self.video_token = getattr(processor, "video_token", "<|video_pad|>")
-        self.video_token_id = self.tokenizer.convert_tokens_to_ids(self.video_token)
-        self.merge = getattr(processor.video_processor, "merge_size", 2) ** 2
+        self.family = family or for_processor(processor)
         self._memory: OrderedDict[str, tuple[dict, int]] = OrderedDict()  # hot rows stay in RAM: (entry, bytes)
         self.ram_bytes = ram_bytes
         self.memory_bytes = 0  # what the RAM store holds now, never more than ram_bytes
@@ -58,7 +60,7 @@ class VideoInputs:
         if hit is not None:
             self._memory.move_to_end(sample_id)
             return hit[0]
-        value = vision_inputs(self.samples[sample_id], self.frames_cfg, self.processor, self.cache)
+        value = vision_inputs(self.samples[sample_id], self.frames_cfg, self.family, self.cache)
         size = entry_bytes(value)
         if self.ram_bytes is None or size <= self.ram_bytes:  # an entry over the whole budget is not kept
             self._memory[sample_id] = (value, size)
@@ -105,7 +107,7 @@ class VideoInputs:
         return kept, skipped
 
     def num_video_tokens(self, sample_id: str) -> int:
-        return int(self.vision(sample_id)["video_grid_thw"].prod()) // self.merge
+        return self.family.num_video_tokens(self.vision(sample_id))
 
     def sampling_fps(self, sample_id: str) -> float:
         """The clip's sampling rate (the prompt states it), from the annotation and at most a video's
@@ -120,17 +122,14 @@ class VideoInputs:
     def prompt_text(self, messages: list[dict]) -> str:
         return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
-    def expand(self, ids: list[int], sample_id: str) -> list[int]:
-        """Replace the single video placeholder by the clip's real count of video tokens."""
-        n = self.num_video_tokens(sample_id)
-        out: list[int] = []
-        for t in ids:
-            out.extend([t] * n if t == self.video_token_id else [t])
-        return out
+    def expand(self, ids: list[int], sample_id: str) -> tuple[list[int], list[int]]:
+        """The prompt's video placeholder expanded for the clip (its real count of video tokens), and
+        for each new token the index in `ids` it stands for (`VideoFamily.expand`)."""
+        return self.family.expand(ids, self.vision(sample_id))
 
     def prompt_ids(self, messages: list[dict], sample_id: str) -> list[int]:
         ids = self.tokenizer(self.prompt_text(messages), add_special_tokens=False)["input_ids"]
-        return self.expand(ids, sample_id)
+        return self.expand(ids, sample_id)[0]
 
     def request(self, sample_id: str, qa: str, tokenize: bool = True) -> RolloutRequest:
         """The sample's prompt for an engine (`qa`: close | open); `tokenize=False` leaves the ids out
@@ -139,19 +138,15 @@ class VideoInputs:
         return RolloutRequest(sample_id, messages, self.prompt_ids(messages, sample_id) if tokenize else None)
 
     def clip(self, sample_id: str):
-        """Raw frames and metadata (for vLLM, which runs its own processor)."""
+        """Raw frames and metadata (for vLLM, which runs its own processor: `family.vllm_video`)."""
         return load_clip(self.samples[sample_id], self.frames_cfg)
 
     # ------------------------------------------------------------------ batches
     def collate(self, sample_ids: Iterable[str]) -> dict[str, torch.Tensor]:
-        rows = [self.vision(i) for i in sample_ids]
-        out = {"pixel_values_videos": torch.cat([pixels(r) for r in rows]),
-               "video_grid_thw": torch.cat([r["video_grid_thw"] for r in rows])}
-        if all("second_per_grid_ts" in r for r in rows):
-            out["second_per_grid_ts"] = torch.cat([torch.as_tensor(r["second_per_grid_ts"]).reshape(-1)
-                                                   for r in rows])
-        return out
+        """The model's video inputs for these rows' clips (`VideoFamily.forward_inputs`)."""
+        return self.family.forward_inputs([self.vision(i) for i in sample_ids])
 
-    def mm_token_type_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Qwen2.5-VL computes 3-D mRoPE positions only when this is passed (2 marks video tokens)."""
-        return (input_ids == self.video_token_id).long() * 2
+    def token_inputs(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The model's inputs derived from token ids (Qwen2.5-VL: `mm_token_type_ids`, without which it
+        silently uses 1-D positions): `VideoFamily.token_inputs`."""
+        return self.family.token_inputs(input_ids)

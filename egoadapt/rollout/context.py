@@ -20,7 +20,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from egoadapt.data.schema import Sample
-from egoadapt.inputs.context import SHRINK_HINT, ContextPlan, context_error, pixel_limits, plan_context
+from egoadapt.inputs.context import SHRINK_HINT, ContextPlan, context_error, plan_context
+from egoadapt.inputs.families import as_family
 from egoadapt.inputs.qa import qa_modes
 
 log = logging.getLogger(__name__)
@@ -32,18 +33,12 @@ MIN_BATCHED_TOKENS = 16384
 
 # ------------------------------------------------------------------ engines
 
-def processor_pixels(processor: Any) -> dict[str, int]:
-    """The video processor's pixel limits as vLLM `mm_processor_kwargs`."""
-    lo, hi = pixel_limits(getattr(processor, "video_processor", processor))
-    return {k: v for k, v in (("min_pixels", lo), ("max_pixels", hi)) if v}
-
-
-def vllm_kwargs(plan: ContextPlan, processor: Any, user: Mapping[str, Any] | None = None,
+def vllm_kwargs(plan: ContextPlan, family: Any, user: Mapping[str, Any] | None = None,
                 key: str = "engine_kwargs") -> dict[str, Any]:
     """vLLM engine arguments from the plan, under the user's own (`key` names them in errors)."""
     user = dict(user or {})
-    pixels = processor_pixels(processor)
-    out: dict[str, Any] = {"mm_processor_kwargs": pixels} if pixels else {}
+    mm = as_family(family).mm_processor_kwargs()  # the trainer's pixel limits, so vLLM reads its video tokens
+    out: dict[str, Any] = {"mm_processor_kwargs": mm} if mm else {}
     if plan.longest is None:  # nothing measured: vLLM's own defaults
         return {**out, **user}
     out["max_model_len"] = plan.max_model_len
@@ -94,11 +89,11 @@ def check_server_context(base_url: str, model: str, plan: ContextPlan, timeout_s
 
 # ------------------------------------------------------------------ commands
 
-def train_context(cfg: Any, samples: Sequence[Sample], processor: Any) -> ContextPlan:
+def train_context(cfg: Any, samples: Sequence[Sample], family: Any) -> ContextPlan:
     """`egoadapt train`'s plan: its QA types (data.qa), max_completion_length (GRPO; SFT: none)."""
     grpo = cfg.algorithm == "grpo"
     completion = int(cfg.trainer.get("max_completion_length") or 256) if grpo else 0
-    plan = plan_context(samples, processor, cfg.frames, cfg.prompt, qa_modes(cfg.data.get("qa", "close")),
+    plan = plan_context(samples, family, cfg.frames, cfg.prompt, qa_modes(cfg.data.get("qa", "close")),
                         completion, cfg.model.get("path"))
     log.info("context: %s", plan.describe())
     rollout = cfg.get("rollout") or {}
@@ -111,10 +106,10 @@ def train_context(cfg: Any, samples: Sequence[Sample], processor: Any) -> Contex
     return plan
 
 
-def eval_context(cfg: Any, samples: Sequence[Sample], processor: Any) -> ContextPlan:
+def eval_context(cfg: Any, samples: Sequence[Sample], family: Any) -> ContextPlan:
     """`egoadapt eval`'s plan: its QA types (qa), generation.max_new_tokens."""
     completion = int(cfg.generation.get("max_new_tokens") or 256)
-    plan = plan_context(samples, processor, cfg.frames, cfg.prompt, qa_modes(cfg.qa), completion,
+    plan = plan_context(samples, family, cfg.frames, cfg.prompt, qa_modes(cfg.qa), completion,
                         str(cfg.checkpoint))
     log.info("context: %s", plan.describe())
     return plan

@@ -29,14 +29,6 @@ from egoadapt.inputs.video import VideoInputs
 
 log = logging.getLogger(__name__)
 
-VISION_SPECIAL_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
-
-
-def vision_token_ids(tokenizer) -> list[int]:
-    ids = [tokenizer.convert_tokens_to_ids(t) for t in VISION_SPECIAL_TOKENS]
-    return [i for i in ids if i is not None and i != tokenizer.unk_token_id]
-
-
 def cut_at_eos(ids: Sequence[int], eos_ids: Sequence[int], banned: Sequence[int] = ()) -> list[int]:
     """Keep tokens up to and including the first EOS; drop anything from a vision token on
     (a sampled placeholder would not match the video features in the next forward pass)."""
@@ -59,9 +51,8 @@ class RolloutEngine:
     def __init__(self, video: VideoInputs, sampling: dict[str, Any]):
         self.video = video
         self.sampling = sampling  # temperature, top_p, top_k, max_tokens
-        tok = video.tokenizer
-        self.eos_ids = [tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id]
-        self.banned = vision_token_ids(tok)
+        self.eos_ids = video.family.stop_token_ids()
+        self.banned = video.family.vision_token_ids()  # placeholders only a processor may place
         self.synced_step = 0  # the engine starts from the checkpoint the trainer starts from
         self.closed = False
 
@@ -102,7 +93,7 @@ class HFEngine(RolloutEngine):
             input_ids[i, width - len(ids):] = torch.tensor(ids)
             attention[i, width - len(ids):] = 1
         inputs = {"input_ids": input_ids, "attention_mask": attention,
-                  "mm_token_type_ids": self.video.mm_token_type_ids(input_ids),
+                  **self.video.token_inputs(input_ids),
                   **self.video.collate(r.sample_id for r in requests)}
         plain = isinstance(trainer, torch.nn.Module)
         device = next(trainer.parameters()).device if plain else trainer.accelerator.device
@@ -147,7 +138,7 @@ class VLLMColocateEngine(RolloutEngine):
         from egoadapt.rollout.context import vllm_kwargs
 
         context = context or plan_for_video(video, sampling["max_tokens"], model_path)
-        engine_kwargs = vllm_kwargs(context, video.processor, engine_kwargs, kwargs_key)
+        engine_kwargs = vllm_kwargs(context, video.family, engine_kwargs, kwargs_key)
         # log-probs of the distribution sampled from (temperature, logit bias), as TRL's own colocated vLLM
         kwargs = dict(enforce_eager=True, seed=0, logprobs_mode="processed_logprobs")
         if not torch.cuda.is_available():
@@ -172,7 +163,7 @@ class VLLMColocateEngine(RolloutEngine):
         for r in requests:
             clip = self.video.clip(r.sample_id)
             reqs.append({"prompt": self.video.prompt_text(r.messages),
-                         "multi_modal_data": {"video": (clip.frames, clip.metadata())}})
+                         "multi_modal_data": self.video.family.vllm_video(clip)})
         return reqs
 
     def generate(self, requests, trainer):
@@ -260,9 +251,7 @@ class VLLMServerEngine(RolloutEngine):
         # the trainer's pixel limits travel with every request: a server started without
         # --mm-processor-kwargs would otherwise cut the clip into other video tokens than the
         # trainer's log-prob passes see
-        from egoadapt.rollout.context import processor_pixels
-
-        self.mm_processor_kwargs = processor_pixels(video.processor)
+        self.mm_processor_kwargs = video.family.mm_processor_kwargs()
         self._lock = threading.Lock()
 
     def _count(self, key: str, n: int = 1) -> None:
@@ -277,10 +266,9 @@ class VLLMServerEngine(RolloutEngine):
                                     **self.retry, **kwargs)
 
     def _video_block(self, sid: str) -> dict:
-        """The clip as an mp4 `video_url` at its sampling fps: the server decodes exactly its frames."""
-        from egoadapt.data.chat_media import video_block
-
-        return video_block(self.video.clip(sid))
+        """The clip as the family sends it to a server (Qwen2.5-VL: an mp4 `video_url` at its sampling fps,
+        which the server decodes back to exactly its frames)."""
+        return self.video.family.served_video(self.video.clip(sid))
 
     def _one(self, messages, sid, expected_tokens: int | None = None):
         from egoadapt.data.chat_media import chat_messages

@@ -15,7 +15,8 @@ from egoadapt.inputs.video import VideoInputs
 class VideoSFTCollator:
     """Tokenizes prompt + JSON answer with TRL's training chat template (its `{% generation %}`
     markers give the assistant mask), expands the video placeholder to the clip's real token
-    count and attaches the cached vision tensors and `mm_token_type_ids` (3-D mRoPE)."""
+    count and attaches the cached vision tensors and the token-derived inputs (Qwen2.5-VL:
+    `mm_token_type_ids`, for 3-D mRoPE), all through the model family (`VideoInputs.family`)."""
 
     def __init__(self, video: VideoInputs, max_length: int | None = None):
         self.video = video
@@ -33,12 +34,8 @@ class VideoSFTCollator:
         ids, mask = enc["input_ids"], enc["assistant_masks"]
         if not any(mask):
             raise ValueError("the training chat template marked no assistant tokens; check the model's template")
-        n = self.video.num_video_tokens(row["sample_id"])
-        out_ids, labels = [], []
-        for t, m in zip(ids, mask):
-            reps = n if t == self.video.video_token_id else 1
-            out_ids += [t] * reps
-            labels += [t if m else -100] * reps
+        out_ids, origin = self.video.expand(ids, row["sample_id"])  # the model family places the video tokens
+        labels = [ids[i] if mask[i] else -100 for i in origin]
         if self.max_length and len(out_ids) > self.max_length:
             raise ValueError(f"sample {row['sample_id']}: {len(out_ids)} tokens exceed max_length={self.max_length}; "
                              "lower frames.max_frames / model.max_pixels or raise trainer.max_length")
@@ -71,6 +68,6 @@ class VideoSFTCollator:
             labels[i, :len(lab)] = torch.tensor(lab)
             attention[i, :len(ids)] = 1
         batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
-                 "mm_token_type_ids": self.video.mm_token_type_ids(input_ids)}
+                 **self.video.token_inputs(input_ids)}
         batch.update(self.video.collate(r["sample_id"] for r in rows))
         return batch

@@ -49,7 +49,7 @@ class _WithVideo:
         input_ids = kwargs["input_ids"]
         vision = self.video.collate(self.sample_ids)
         kwargs.update({k: v.to(input_ids.device) for k, v in vision.items()})
-        kwargs["mm_token_type_ids"] = self.video.mm_token_type_ids(input_ids)
+        kwargs.update(self.video.token_inputs(input_ids))
         return self.model(**kwargs)
 
 

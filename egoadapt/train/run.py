@@ -73,6 +73,7 @@ def preflight(cfg: DictConfig, here: bool = True) -> None:
     import torch
 
     from egoadapt.config import ConfigError, check
+    from egoadapt.inputs.families import UnknownFamily, check_family
     from egoadapt.models.loading import ModelConfigError, check_model_path
 
     try:  # every key known, types and ranges (TRL's fields and GRPO's batch rule too), no secrets, out= sane
@@ -87,7 +88,8 @@ def preflight(cfg: DictConfig, here: bool = True) -> None:
                                " use a tiny recipe (recipe=demo/tiny_sft) or launch it on a GPU node")
     try:
         check_model_path(cfg.model.get("path"))
-    except ModelConfigError as e:
+        check_family(cfg.model.get("path"))  # a model type without a family module fails here, naming the known
+    except (ModelConfigError, UnknownFamily) as e:
         raise TrainConfigError(str(e)) from None
     if cfg.algorithm == "grpo" and cfg.rollout.engine.startswith("vllm") and importlib.util.find_spec("vllm") is None:
         raise TrainConfigError(f"rollout={cfg.rollout.engine} needs vLLM, which is not installed: "
@@ -244,6 +246,7 @@ def _run(cfg: DictConfig, out: Path, opened: list) -> Path:
     from transformers import set_seed
 
     from egoadapt.data.cache import InputCache
+    from egoadapt.inputs.families import for_checkpoint
     from egoadapt.inputs.video import VideoInputs
     from egoadapt.models.loading import load_model, load_processor, peft_config
     from egoadapt.rollout.context import train_context
@@ -266,10 +269,11 @@ def _run(cfg: DictConfig, out: Path, opened: list) -> Path:
         check_servers(cfg)  # the rollout server and the judge answer, before the data loads
     samples = train_samples(cfg, out)
     processor = load_processor(cfg.model)
-    context = train_context(cfg, samples, processor)  # longest prompt vs the model's positions, before any clip is processed
+    family = for_checkpoint(str(cfg.model.path), processor)  # from the checkpoint's model_type
+    context = train_context(cfg, samples, family)  # longest prompt vs the model's positions, before any clip is processed
     cache = InputCache(cfg.get("cache_dir"), enabled=bool(cfg.get("cache_dir")))
     video = VideoInputs(samples, processor, cfg.frames, cfg.prompt, cache=cache,
-                        ram_bytes=cfg.get("cache_ram_bytes"))
+                        ram_bytes=cfg.get("cache_ram_bytes"), family=family)
     samples = usable_samples(samples, video, out)  # every clip read and processed before the model loads
     model = load_model(cfg.model, training=True)  # under ZeRO-3, partitioned as it loads (args set that up)
     log_param_share(model, state.process_index)

@@ -461,12 +461,16 @@ def test_check_source_reads_headers_only(tmp_path):
 
 def test_a_processor_error_names_the_sample(tmp_path):
     from egoadapt.inputs.encode import vision_inputs
+    from egoadapt.inputs.families.base import VideoFamily
 
-    def processor(**kw):
-        raise ValueError("absolute aspect ratio must be smaller than 200, got 300.0")
+    class Refusing(VideoFamily):  # a family whose processor refuses every clip
+        model_type, vision_keys = "refusing", ()
+
+        def process(self, clip, **kw):
+            raise ValueError("absolute aspect ratio must be smaller than 200, got 300.0")
 
     with pytest.raises(FrameError) as e:
-        vision_inputs(frames_sample(write_frames(tmp_path / "f", 2)), None, processor)
+        vision_inputs(frames_sample(write_frames(tmp_path / "f", 2)), None, Refusing(None))
     clear(e.value, "frame_00000.jpg", "record q7", "field 'video_path'", "the processor refused the clip",
           "ValueError: absolute aspect ratio")
     assert e.value.problems[0].kind == "processor"

@@ -1,0 +1,88 @@
+"""Model families: the checkpoint's config `model_type` picks one (never a user flag).
+
+`FAMILIES` maps a `model_type` to its `VideoFamily` subclass (one module each). `for_checkpoint`
+reads the model type from the checkpoint's config and refuses one the seam does not know,
+naming the known ones; train and eval call it in preflight (`check_family`), before any data
+or model loads.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from egoadapt.inputs.families.base import VideoFamily
+from egoadapt.inputs.families.qwen2_5_vl import Qwen2_5_VL
+
+log = logging.getLogger(__name__)
+
+FAMILIES: dict[str, type[VideoFamily]] = {cls.model_type: cls for cls in (Qwen2_5_VL,)}
+
+
+class UnknownFamily(ValueError):
+    """A checkpoint whose model type egoadapt has no family module for (or cannot read)."""
+
+
+def known() -> str:
+    return ", ".join(sorted(FAMILIES))
+
+
+def model_type(path: str) -> str:
+    """The `model_type` of a checkpoint (a local folder's config.json, or a hub id through transformers)."""
+    local = Path(str(path)).expanduser() / "config.json"
+    try:
+        if local.is_file():
+            return str(json.loads(local.read_text()).get("model_type") or "")
+        from transformers import AutoConfig
+
+        return str(AutoConfig.from_pretrained(str(path)).model_type or "")
+    except Exception as e:  # noqa: BLE001 - offline hub id, unreadable config: say which and why
+        raise UnknownFamily(f"{path}: cannot read the checkpoint's config to choose its model family "
+                            f"({type(e).__name__}: {e}); known families: {known()}") from None
+
+
+def family_class(path: str) -> type[VideoFamily]:
+    """The family of the checkpoint at `path`; UnknownFamily naming the known ones otherwise."""
+    kind = model_type(path)
+    if kind not in FAMILIES:
+        raise UnknownFamily(f"{path}: model_type {kind or '(none)'!r} has no model family in egoadapt; "
+                            f"known families: {known()} (a family is one module in egoadapt/inputs/families/)")
+    return FAMILIES[kind]
+
+
+def for_checkpoint(path: str, processor: Any) -> VideoFamily:
+    """The checkpoint's family bound to its processor."""
+    return family_class(path)(processor)
+
+
+def as_family(family_or_processor: Any) -> VideoFamily:
+    """A family as given, or the family of the checkpoint a processor was loaded from."""
+    if isinstance(family_or_processor, VideoFamily):
+        return family_or_processor
+    return for_processor(family_or_processor)
+
+
+def for_processor(processor: Any) -> VideoFamily:
+    """The family of the checkpoint a processor was loaded from (`from_pretrained` records its path)."""
+    tok = getattr(processor, "tokenizer", processor)
+    path = getattr(tok, "name_or_path", None) or getattr(processor, "name_or_path", None)
+    if not path:
+        raise UnknownFamily("this processor does not say which checkpoint it came from: pass "
+                            "family=egoadapt.inputs.families.for_checkpoint(PATH, processor)")
+    return for_checkpoint(path, processor)
+
+
+def check_family(path: str | None) -> str | None:
+    """Preflight: the checkpoint's family name; UnknownFamily for a model type the seam does not know.
+    None when there is nothing to read yet: no path, or a hub id whose config is not reachable here
+    (offline, not cached: the run resolves it when it loads the processor, before any clip)."""
+    if not path:
+        return None
+    try:
+        return family_class(path).model_type
+    except UnknownFamily as e:
+        if (Path(str(path)).expanduser() / "config.json").is_file() or "has no model family" in str(e):
+            raise
+        log.warning("model family: %s; checked again when the processor loads", e)
+        return None

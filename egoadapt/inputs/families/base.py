@@ -1,0 +1,90 @@
+"""What a model family must say about video: the one seam between egoadapt and a family's processor and model.
+
+A family is one subclass of `VideoFamily` in its own module, bound to the checkpoint's processor.
+Everything else (`VideoInputs`, the input cache, prompt-length planning, the SFT collator, GRPO's
+log-prob passes, the rollout engines, evaluation) goes through these methods and knows nothing
+family-specific of its own. Adding a family: one module here, its row in `FAMILIES`
+(`egoadapt/inputs/families/__init__.py`), a tiny build and tests.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import torch
+
+from egoadapt.data.frames import Clip
+
+
+class VideoFamily:
+    """A family's video rules, bound to a processor. `model_type`: the checkpoint config's
+    `model_type` this family serves (how it is chosen: never a user flag)."""
+
+    model_type: ClassVar[str]
+    # the tensors a clip's processor output is kept as (in the input cache) and collated from
+    vision_keys: ClassVar[tuple[str, ...]]
+
+    def __init__(self, processor: Any):
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.video_processor = getattr(processor, "video_processor", processor)
+
+    # ------------------------------------------------------------------ clip -> processor inputs
+    def process(self, clip: Clip, **kwargs: Any) -> Mapping[str, Any]:
+        """The processor's output for one clip at its real rate (`clip.metadata()`), frames as given."""
+        raise NotImplementedError
+
+    def video_token_count(self, num_frames: int, width: int, height: int) -> int:
+        """The video tokens of a `num_frames` clip of `width` x `height` frames, without running the processor."""
+        raise NotImplementedError
+
+    def pixel_limits(self) -> tuple[int | None, int | None]:
+        """(min, max) pixels per frame the video processor resizes within (None where it has none)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ prompt
+    def num_video_tokens(self, vision: Mapping[str, Any]) -> int:
+        """Video tokens of a clip from its processor output (`vision`: the cached entry)."""
+        raise NotImplementedError
+
+    def expand(self, ids: Sequence[int], vision: Mapping[str, Any]) -> tuple[list[int], list[int]]:
+        """The chat-templated prompt `ids` with its video placeholder expanded for this clip, and for each
+        new token the index in `ids` it stands for (the SFT collator carries labels and masks by it)."""
+        raise NotImplementedError
+
+    def prompt_length(self, ids: Sequence[int], video_tokens: int) -> int:
+        """Tokens of the chat-templated prompt `ids` once its placeholder is expanded to `video_tokens`
+        (`video_token_count`), without the clip."""
+        raise NotImplementedError
+
+    def stop_token_ids(self) -> list[int]:
+        """Tokens that end a completion (the chat template's end of turn, the tokenizer's EOS)."""
+        raise NotImplementedError
+
+    def vision_token_ids(self) -> list[int]:
+        """Token ids that only a processor may place: suppressed in sampling and cut from completions
+        (a sampled placeholder would not match the video features in the next forward pass)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ model forward
+    def forward_inputs(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        """The model's video keyword arguments for a batch of clips (`rows`: their cached entries)."""
+        raise NotImplementedError
+
+    def token_inputs(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The model's keyword arguments derived from the token ids (what its position ids need)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ vLLM
+    def vllm_video(self, clip: Clip) -> dict[str, Any]:
+        """`multi_modal_data` of an offline vLLM request for the clip."""
+        raise NotImplementedError
+
+    def mm_processor_kwargs(self) -> dict[str, Any]:
+        """What a vLLM request (or server start) must carry for vLLM's processor to read the clip
+        into the trainer's video tokens."""
+        raise NotImplementedError
+
+    def served_video(self, clip: Clip) -> dict[str, Any]:
+        """The clip as a chat content block for a served model (OpenAI-compatible API)."""
+        raise NotImplementedError
