@@ -61,7 +61,8 @@ def mentions(lines):
     """(where, kind, name) for every path and dotted egoadapt name in the lines."""
     for where, line in lines:
         for m in PATH.finditer(line):
-            if not re.match(r"[-/]?[<$]", line[m.end():]):  # not a path a run writes: results/rehearsal-<card>.json
+            template = re.match(r"[-/]?[<$]", line[m.end():]) or re.search(r"\{[^{},]*\}", m.group(1))
+            if not template:  # a path a run writes (results/rehearsal-<card>.json, f"conf/{group}/...") is not a file
                 yield from ((where, "path", p) for p in expand(m.group(1).rstrip(".,")))
         for m in DOTTED.finditer(line):
             yield where, "module", m.group(1)
@@ -76,7 +77,8 @@ def test_every_mentioned_path_and_module_exists():
 
 
 def test_stale_mentions_are_caught():
-    lines = [("x.md:1", "see `launch/slurm/train_multinode.sbatch`, out/launch/y, <job>/conf/z, benchmarks/gpu/results/<card>"),
+    lines = [("x.md:1", "see `launch/slurm/train_multinode.sbatch`, out/launch/y, <job>/conf/z, benchmarks/gpu/results/<card>, "
+                        'f"conf/{group}/{option}.yaml"'),
              ("x.md:2", "`egoadapt.train.video.VideoInputs` and `egoadapt.data.load.load_samples`; logger 'egoadapt.push'")]
     found = list(mentions(lines))
     assert [(k, n) for _, k, n in found] == [("path", "launch/slurm/train_multinode.sbatch"),
