@@ -31,36 +31,37 @@ import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from egoadapt.configs import CONF_DIR
 from egoadapt.net import DeadlineClient, backoff_delay, transient
 from egoadapt.rewards.parse import first_json_object, first_python_dict
 
 log = logging.getLogger(__name__)
 
-# The EgoCross judge prompt (question, short and detailed reference, prediction -> mark 0-5).
-DEFAULT_PROMPT = """\
-You are an intelligent chatbot designed for evaluating the correctness of AI assistant \
-predictions for question-answer pairs. Your task is to compare the predicted answer with the \
-ground truth and decide whether the predicted answer is correct.
-##INSTRUCTIONS:
-- Focus on the factual accuracy and semantic equivalence of the predicted answer with the ground truth.
-- Consider uncertain predictions, such as 'it is impossible to answer the question from the \
-video', as incorrect, unless the ground truth answer also says that.
-Please evaluate the following video-based question-answer pair:
-Question: {question}
-Correct ground truth: {answer}
-Detailed ground truth: {detailed_answer}
-Predicted Answer: {prediction}
-Provide your evaluation as a score, an integer between 0 (fully wrong) and 5 (fully \
-correct); the middle scores give the degree of correctness. Reply with only a JSON object \
-with these fields:
-{"mark": 4, "reason": "why this score"}
-"""
+JUDGE_CONF = CONF_DIR / "judge" / "openai.yaml"  # the judge prompt's one copy (judge=openai and those built on it)
+
+
+@cache
+def _judge_conf() -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(JUDGE_CONF.read_text(encoding="utf-8"))
+
+
+def default_prompt() -> str:
+    """The EgoCross judge prompt (question, short and detailed reference, prediction -> mark 0-5)."""
+    return _judge_conf()["prompt"]
+
+
+def default_prompt_version() -> str:
+    return _judge_conf()["prompt_version"]
+
 
 PLACEHOLDERS = ("question", "answer", "detailed_answer", "prediction")
 _PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
@@ -109,8 +110,8 @@ class JudgeSettings:
     base_url: str
     model: str
     api_key_env: str | None = "EGOADAPT_JUDGE_API_KEY"
-    prompt: str = DEFAULT_PROMPT
-    prompt_version: str = "egocross-judge-v1"
+    prompt: str = field(default_factory=default_prompt)
+    prompt_version: str = field(default_factory=default_prompt_version)
     temperature: float = 0.01
     top_p: float = 0.9
     max_tokens: int = 512

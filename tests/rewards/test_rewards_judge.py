@@ -14,11 +14,11 @@ import yaml
 
 from egoadapt.configs import CONF_DIR
 from egoadapt.rewards.judge import (
-    DEFAULT_PROMPT,
     Judge,
     JudgeRequest,
     JudgeSettings,
     VerdictCache,
+    default_prompt,
     parse_verdict,
     render_prompt,
 )
@@ -92,7 +92,7 @@ def test_cache_key_covers_model_prompt_version_and_texts(stub, tmp_path):
         assert judge.key(JudgeRequest(req.question, "other", req.detailed_reference, req.prediction)) != base
     assert make_judge(stub, tmp_path, model="other").key(req) != base
     assert make_judge(stub, tmp_path, prompt_version="v2").key(req) != base
-    assert make_judge(stub, tmp_path, prompt=DEFAULT_PROMPT + "\nBe strict.").key(req) != base
+    assert make_judge(stub, tmp_path, prompt=default_prompt() + "\nBe strict.").key(req) != base
 
 
 def test_identical_requests_in_a_batch_cost_one_call(stub):
@@ -238,14 +238,15 @@ def test_parse_verdict(reply, want):
 
 def test_prompt_is_filled_in_one_pass():
     req = JudgeRequest("Which tool?", "scissors", "The surgeon holds scissors.", "my answer is {answer}")
-    prompt = render_prompt(DEFAULT_PROMPT, req)
+    prompt = render_prompt(default_prompt(), req)
     assert "Predicted Answer: my answer is {answer}" in prompt  # not replaced by the reference
     assert "Correct ground truth: scissors" in prompt and "{question}" not in prompt
 
 
-def test_config_prompt_matches_code_default_and_settings_validate():
+def test_settings_take_the_config_prompt_and_validate():
     cfg = yaml.safe_load((CONF_DIR / "judge" / "openai.yaml").read_text())
-    assert cfg["prompt"] == DEFAULT_PROMPT
+    settings = JudgeSettings(base_url="http://x", model="m")
+    assert settings.prompt == cfg["prompt"] and settings.prompt_version == cfg["prompt_version"]
     assert cfg["api_key_env"] == "EGOADAPT_JUDGE_API_KEY"
     with pytest.raises(ValueError, match="environment variable"):
         JudgeSettings.from_mapping({"base_url": "http://x", "model": "m", "api_key": "sk-123"})
@@ -253,6 +254,32 @@ def test_config_prompt_matches_code_default_and_settings_validate():
         JudgeSettings(base_url="http://x", model="m", prompt="no placeholders")
     with pytest.raises(ValueError, match="unknown judge setting"):
         JudgeSettings.from_mapping({"base_url": "http://x", "model": "m", "temprature": 0.1})
+
+
+def _words(text: str) -> list[str]:
+    """Words of a text as any source spells it: Python line continuations and YAML's escaped
+    line breaks joined, quotes and backslashes dropped, whitespace collapsed."""
+    return text.replace("\\\n", " ").replace("\\n", " ").replace("\\", " ").replace('"', " ").split()
+
+
+def test_the_judge_prompt_has_one_copy():
+    """conf/judge/openai.yaml holds the default judge prompt; no other file of the package (code or
+    config) repeats it. Phrases it shares with the official scripts' prompt (protocol=official's,
+    verbatim) do not count."""
+    n = 6
+    grams = lambda words: {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}  # noqa: E731
+    official = yaml.safe_load((CONF_DIR / "protocol" / "official.yaml").read_text())["judge"]["prompt"]
+    own = grams(_words(default_prompt())) - grams(_words(official))
+    assert len(own) > 50  # the check has something to find
+    package = REPO / "egoadapt"
+    copies = {}
+    for path in sorted([*package.rglob("*.py"), *package.rglob("*.yaml")]):
+        if path == CONF_DIR / "judge" / "openai.yaml":
+            continue
+        found = own & grams(_words(path.read_text(encoding="utf-8")))
+        if found:
+            copies[str(path.relative_to(REPO))] = " ".join(sorted(found)[0])
+    assert not copies, f"the judge prompt is copied (keep it in conf/judge/openai.yaml only): {copies}"
 
 
 def test_judge_none_config_gives_no_judge():
