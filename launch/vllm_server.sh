@@ -11,6 +11,12 @@
 #                  trainer and this server read). /collective_rpc runs any worker method: this
 #                  script refuses to expose it on another interface without an API key.
 #                  0: no dev endpoints (a judge).
+#   VLLM_WEIGHT_TRANSFER  in dev mode, the weight-transfer engine the trainer broadcasts its weights
+#                  over (rollout.sync=transfer|auto): nccl (this server on CUDA GPUs, the trainer on
+#                  others), egoadapt_gloo (egoadapt's gloo engine, registered by its vLLM plugin: a CPU
+#                  server, or no GPU fabric between them), none (weights by disk only). Default: nccl
+#                  when nvidia-smi lists a GPU, else egoadapt_gloo. The trainer hosts the group on
+#                  rollout.transfer_address:transfer_port; the server's workers connect to it.
 #   VLLM_API_KEY   the key clients must send (egoadapt sends the variables named by
 #                  rollout.api_key_env and judge.api_key_env, both VLLM_API_KEY by default). With a key,
 #                  every path but /health is guarded, dev endpoints included (vLLM's own --api-key
@@ -35,9 +41,19 @@ if [[ "$dev" == 1 && "$local_only" == 0 && -z "${VLLM_API_KEY:-}" ]]; then
   exit 2
 fi
 trust=()
+transfer=()
 if [[ "$dev" == 1 ]]; then
   export VLLM_SERVER_DEV_MODE=1
   trust=(--trust-request-mm-kwargs)  # the trainer sends its pixel limits (model.min/max_pixels) with each rollout
+  backend=${VLLM_WEIGHT_TRANSFER:-}
+  if [[ -z "$backend" ]]; then
+    if command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q GPU; then backend=nccl; else backend=egoadapt_gloo; fi
+  fi
+  case "$backend" in
+    none) ;;
+    nccl|egoadapt_gloo) transfer=(--weight-transfer-config "{\"backend\": \"$backend\"}") ;;
+    *) echo "launch/vllm_server.sh: VLLM_WEIGHT_TRANSFER=$backend: choose nccl, egoadapt_gloo or none" >&2; exit 2 ;;
+  esac
 else
   unset VLLM_SERVER_DEV_MODE
 fi
@@ -60,7 +76,7 @@ cmd=(vllm serve "$model" \
   --max-num-batched-tokens "${VLLM_MAX_NUM_BATCHED_TOKENS:-${VLLM_MAX_MODEL_LEN:-16384}}" \
   --limit-mm-per-prompt '{"video": 1, "image": 0}' \
   --logprobs-mode processed_logprobs \
-  "${trust[@]}" "${auth[@]}" "$@")
+  "${trust[@]}" "${transfer[@]}" "${auth[@]}" "$@")
 if [[ "${EGOADAPT_DRY_RUN:-0}" == 1 ]]; then
   echo "VLLM_SERVER_DEV_MODE=${VLLM_SERVER_DEV_MODE:-0} ${cmd[*]}"
   exit 0

@@ -43,7 +43,8 @@ def vllm_server(tiny_model_dir, tmp_path_factory):
     """
     from egoadapt.rollout.server import VLLMServer
 
-    server = VLLMServer(str(tiny_model_dir), served_model_name="tiny-judge",
+    # no weight-transfer engine: the judge's kind of server (tests check that sync=transfer names the flag)
+    server = VLLMServer(str(tiny_model_dir), served_model_name="tiny-judge", weight_transfer=None,
                         log_path=tmp_path_factory.mktemp("vllm") / "server.log")
     server.start()
     try:

@@ -128,6 +128,9 @@ class Rollout:  # egoadapt.rollout.engines
     retries: int = rule(ge=0)
     backoff_s: float = rule(ge=0)
     backoff_max_s: float = rule(ge=0)
+    sync: str = rule("auto", "transfer", "disk")
+    transfer_address: str | None = MISSING
+    transfer_port: int = rule(ge=0)
 
 
 @dataclass

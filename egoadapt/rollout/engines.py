@@ -5,10 +5,10 @@ and takes the trainer's new weights after each optimizer step (`sync`). Engines 
 same `VideoInputs` as the trainer, so rollouts and log-prob passes see identical frames.
 
 Weight sync works everywhere: colocated vLLM reloads in process through vLLM's own
-`reload_weights`; a vLLM server reloads from a safetensors folder through its
-`/collective_rpc` endpoint (dev mode), from a folder both can see (shared storage on a
-cluster). TRL's NCCL weight broadcast is not wired here: its server (`trl vllm-serve`)
-takes images but no video.
+`reload_weights`; a vLLM server takes them over vLLM's weight-transfer engines (NCCL between
+GPUs, egoadapt's gloo engine elsewhere: egoadapt.rollout.transfer, rollout.sync=transfer) or
+reloads from a safetensors folder both can see through its `/collective_rpc` endpoint
+(dev mode; rollout.sync=disk).
 """
 from __future__ import annotations
 
@@ -231,9 +231,20 @@ class VLLMServerEngine(RolloutEngine):
 
     def __init__(self, video, sampling, base_url: str, model: str, weights_dir: Path,
                  timeout: float = 600.0, max_concurrency: int = 16, api_key_env: str | None = None,
-                 retries: int = 3, backoff_s: float = 1.0, backoff_max_s: float = 30.0):
+                 retries: int = 3, backoff_s: float = 1.0, backoff_max_s: float = 30.0, sync: str = "auto",
+                 transfer_address: str | None = None, transfer_port: int = 0):
         super().__init__(video, sampling)
         from egoadapt.net import DeadlineClient
+        from egoadapt.rollout.transfer import SYNCS
+
+        if sync not in SYNCS:
+            raise ValueError(f"rollout.sync={sync!r}: choose one of {', '.join(SYNCS)}")
+        # rollout.sync: "transfer" (vLLM's weight-transfer engine), "disk", or "auto" (transfer when the
+        # server runs an engine this trainer can join, else disk); decided at the first sync
+        self.sync_mode, self.sync_route = sync, None if sync == "auto" else sync
+        self.transfer_address, self.transfer_port = transfer_address, int(transfer_port or 0)
+        self.timeout = float(timeout)
+        self._transfer = None  # vLLM's trainer engine, joined with the server's workers at the first sync
 
         self.base_url = base_url.rstrip("/")
         self.root = self.base_url.removesuffix("/v1")
@@ -367,6 +378,100 @@ class VLLMServerEngine(RolloutEngine):
         return [r[0] for r in results], [r[1] for r in results]
 
     def sync(self, trainer):
+        """Push the trainer's weights to the server: over vLLM's weight-transfer engine
+        (`_sync_transfer`) or through a folder (`_sync_disk`), as `rollout.sync` decides; then
+        reset the caches computed with the old weights. Every rank calls it (ZeRO-3 gathers are
+        collective); only rank 0 talks to the server."""
+        from egoadapt.rollout.weights import iter_weights
+
+        if not trainer.accelerator.is_main_process:
+            for _ in iter_weights(trainer.model_wrapped, trainer.accelerator):  # take part in ZeRO-3 gathers
+                pass
+            return
+        step = int(getattr(getattr(trainer, "state", None), "global_step", 0) or 0)
+        if self._route() == "transfer":
+            self._sync_transfer(trainer, step)
+        else:
+            self._sync_disk(trainer, step)
+        for cache in ("reset_prefix_cache", "reset_encoder_cache", "reset_mm_cache"):  # computed with old weights
+            self._post(f"{self.root}/{cache}").raise_for_status()
+        self._count("syncs")
+
+    def _route(self) -> str:
+        """`transfer` or `disk`. For rollout.sync=auto: transfer when the server runs a weight-transfer
+        engine this trainer can drive, else disk (logged once, with the reason)."""
+        if self.sync_route is None:
+            problem = self._transfer_problem()
+            self.sync_route = "disk" if problem else "transfer"
+            if problem:
+                log.warning("rollout.sync=auto: weights go to the vLLM server at %s through the disk (%s): %s",
+                            self.root, self.weights_dir, problem)
+        return self.sync_route
+
+    def _server_backend(self) -> str | None:
+        from egoadapt.net import request_with_retries
+
+        r = request_with_retries(self.http, "GET", f"{self.root}/server_info", params={"config_format": "json"},
+                                 **self.retry)
+        r.raise_for_status()
+        return ((r.json().get("vllm_config") or {}).get("weight_transfer_config") or {}).get("backend")
+
+    def _transfer_problem(self) -> str | None:
+        """Why weights cannot go over a transfer engine, or None."""
+        from egoadapt.rollout.transfer import TransferError, trainer_backend
+
+        try:
+            trainer_backend(self._server_backend())
+        except TransferError as e:
+            return f"the vLLM server at {self.root}: {e}"
+        except (httpx.HTTPError, ValueError) as e:
+            return f"could not read the vLLM server's config from {self.root}/server_info ({type(e).__name__}: {e})"
+        return None
+
+    def _sync_transfer(self, trainer, step: int) -> None:
+        """Broadcast the weights over the group vLLM's trainer engine shares with the server's
+        workers (opened at the first sync): start, update (the tensors stream alongside it, one at
+        a time, as `iter_weights` yields them), finish. rollout.sync=auto falls back to the disk
+        if the group cannot be opened."""
+        from egoadapt.rollout import transfer
+
+        source = transfer.TrainerWeights(trainer.model_wrapped, trainer.accelerator)
+        if self._transfer is None:
+            problem = self._transfer_problem()
+            if problem:
+                raise RuntimeError(f"rollout.sync=transfer: {problem}; or set rollout.sync=disk")
+            address = self.transfer_address or transfer.local_address(self.root)
+            from egoadapt.net import request_with_retries
+
+            r = request_with_retries(self.http, "GET", f"{self.root}/get_world_size", **self.retry)
+            r.raise_for_status()
+            workers = int(r.json()["world_size"])  # the trainer is rank 0, the server's workers follow
+            info = transfer.init_info(self._server_backend(), address,
+                                      self.transfer_port or transfer.free_port(address), workers + 1, self.timeout)
+            client = transfer.ServerSyncClient(self.root, self._post_once)
+            try:
+                self._transfer = transfer.open_transfer(info, client, source)
+            except Exception as e:
+                if self.sync_mode != "auto":
+                    raise
+                log.warning("rollout.sync=auto: could not open the %s weight-transfer group with the vLLM server at "
+                            "%s (%s: %s); weights go through the disk (%s) from now on", info.backend, self.root,
+                            type(e).__name__, e, self.weights_dir)
+                self.sync_route = "disk"
+                return self._sync_disk(trainer, step)
+            log.info("rollout: weights sync to the vLLM server at %s over its %s weight-transfer engine (%s:%d)",
+                     self.root, info.backend, info.master_address, info.master_port)
+        self._transfer.source = source
+        self._transfer.client.weight_version = f"step-{step}"
+        self._transfer.send_weights()
+
+    def _post_once(self, url: str, **kwargs):
+        """A POST without retries (a weight-transfer request must not be repeated), with the
+        engine's deadline and API key."""
+        self._count("requests")
+        return self.http.request("POST", url, **kwargs)
+
+    def _sync_disk(self, trainer, step: int) -> None:
         """Stream the trainer's weights into a fresh folder `weights_dir/step-<step>-<id>/` (one
         tensor in memory at a time; under ZeRO-3 one parameter gathered at a time), have the
         server reload from it, then delete the older folders. A fresh path each time: vLLM
@@ -377,11 +482,6 @@ class VLLMServerEngine(RolloutEngine):
         from egoadapt.rollout.weights import iter_weights, save_weights, weight_specs
 
         weights = iter_weights(trainer.model_wrapped, trainer.accelerator)
-        if not trainer.accelerator.is_main_process:
-            for _ in weights:  # take part in ZeRO-3 gathers
-                pass
-            return
-        step = int(getattr(getattr(trainer, "state", None), "global_step", 0) or 0)
         name = f"{self.SYNC_PREFIX}{step:06d}-{uuid.uuid4().hex[:8]}"
         staging, folder = self.weights_dir / f".{name}.partial", self.weights_dir / name
         save_weights(weights, staging, weight_specs(trainer.model_wrapped, trainer.accelerator))
@@ -395,14 +495,18 @@ class VLLMServerEngine(RolloutEngine):
             raise RuntimeError(f"the vLLM server at {self.root} refused the weight reload (401): send its API key "
                                "in the environment variable named by rollout.api_key_env")
         r.raise_for_status()
-        for cache in ("reset_prefix_cache", "reset_encoder_cache", "reset_mm_cache"):  # computed with old weights
-            self._post(f"{self.root}/{cache}").raise_for_status()
         self.synced_dir = folder
-        self._count("syncs")
         for old in self.weights_dir.iterdir():  # the server holds the new weights: the old folders can go
             if old != folder and old.is_dir() and old.name.lstrip(".").startswith(self.SYNC_PREFIX):
                 shutil.rmtree(old, ignore_errors=True)
 
     def close(self):
+        transfer, self._transfer = self._transfer, None
+        if transfer is not None:  # let the server's workers leave the group (a later trainer opens a new one)
+            try:
+                transfer.client.shutdown_weight_transfer_engine()
+            except Exception as e:  # noqa: BLE001 - closing: the server may be gone already
+                log.warning("rollout: could not release the vLLM server's weight-transfer group: %s", e)
+            transfer.shutdown()
         self.http.close()
         super().close()

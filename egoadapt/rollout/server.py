@@ -64,6 +64,9 @@ class VLLMServer:
     dev_mode: bool = True  # exposes POST /collective_rpc, used for weight reloads in server mode
     trl: bool = False  # `trl vllm-serve` (TRL's rollout protocol) instead of `vllm serve`
     api_key_env: str | None = None  # serve with the key in this variable (all paths guarded but /health)
+    # dev mode: the weight-transfer engine rollout.sync=transfer joins ("auto": nccl with CUDA, else
+    # egoadapt_gloo, registered by egoadapt's vLLM plugin); None: none (weights reach it by disk only)
+    weight_transfer: str | None = "auto"
     extra_args: list[str] = field(default_factory=list)
     log_path: Path | None = None
     startup_timeout: float = 240.0
@@ -91,7 +94,17 @@ class VLLMServer:
     def _rollout_args(self) -> list[str]:
         # a rollout server (dev mode) takes the trainer's pixel limits with each request and returns
         # the log-probs of the distribution it sampled from (TRL's importance-sampling correction)
-        return ["--trust-request-mm-kwargs", "--logprobs-mode", "processed_logprobs"] if self.dev_mode else []
+        if not self.dev_mode:
+            return []
+        args = ["--trust-request-mm-kwargs", "--logprobs-mode", "processed_logprobs"]
+        if self.weight_transfer:
+            backend = self.weight_transfer
+            if backend == "auto":
+                import torch
+
+                backend = "nccl" if torch.cuda.is_available() else "egoadapt_gloo"
+            args += ["--weight-transfer-config", json.dumps({"backend": backend})]
+        return args
 
     def _auth_args(self) -> list[str]:
         return ["--middleware", "egoadapt.rollout.server.require_api_key"] if self.api_key_env else []

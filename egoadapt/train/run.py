@@ -181,7 +181,9 @@ def build_engine(cfg: DictConfig, video, out: Path, world_size: int, context=Non
         return VLLMServerEngine(video, sampling, r.base_url, r.get("model") or str(cfg.model.path),
                                 Path(r.get("weights_dir") or out / "rollout_weights"), timeout=float(r.timeout_s),
                                 api_key_env=r.get("api_key_env"), retries=int(r.retries),
-                                backoff_s=float(r.backoff_s), backoff_max_s=float(r.backoff_max_s))
+                                backoff_s=float(r.backoff_s), backoff_max_s=float(r.backoff_max_s),
+                                sync=str(r.sync), transfer_address=r.transfer_address,
+                                transfer_port=int(r.transfer_port))
     raise TrainConfigError(f"rollout engine {engine!r}: choose hf, vllm_colocate or vllm_server")
 
 

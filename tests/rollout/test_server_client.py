@@ -264,6 +264,21 @@ def test_launcher_binds_loopback_by_default_in_dev_mode():
     assert "--middleware" not in proc.stdout
 
 
+def test_launcher_starts_a_weight_transfer_engine_in_dev_mode_only():
+    import shutil
+
+    default = launcher({})  # nccl where nvidia-smi lists a GPU, else the gloo engine
+    assert default.returncode == 0, default.stderr
+    backend = "egoadapt_gloo" if shutil.which("nvidia-smi") is None else ""
+    assert f"""--weight-transfer-config {{"backend": "{backend}""" in default.stdout
+    nccl = launcher({"VLLM_WEIGHT_TRANSFER": "nccl"})
+    assert """--weight-transfer-config {"backend": "nccl"}""" in nccl.stdout
+    assert "--weight-transfer-config" not in launcher({"VLLM_WEIGHT_TRANSFER": "none"}).stdout
+    assert "--weight-transfer-config" not in launcher({"VLLM_DEV_MODE": "0"}).stdout  # a judge: no dev endpoints
+    wrong = launcher({"VLLM_WEIGHT_TRANSFER": "ipc"})
+    assert wrong.returncode == 2 and "choose nccl, egoadapt_gloo or none" in wrong.stderr
+
+
 def test_launcher_refuses_dev_mode_on_another_interface_without_a_key():
     proc = launcher({"VLLM_HOST": "0.0.0.0"})
     assert proc.returncode == 2 and "refusing" in proc.stderr and "VLLM_API_KEY" in proc.stderr

@@ -1,4 +1,6 @@
 """vLLM rollout engines really receive the trainer's new weights (colocated and served)."""
+import contextlib
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -63,45 +65,97 @@ def test_vllm_colocate_receives_new_weights(tiny_model_dir, synth_dir):
     check_engine_follows_trainer(engine, video, model, requests)
 
 
-@pytest.mark.server
-def test_vllm_server_receives_new_weights(tiny_model_dir, synth_dir, tmp_path, monkeypatch):
-    """Served with an API key (every path guarded, dev mode's included), the trainer's weights
-    reach the server through a fresh folder per sync, old folders deleted once loaded."""
-    import secrets
+KEY_ENV = "EGOADAPT_TEST_VLLM_KEY"
 
-    import httpx
+
+@pytest.fixture(scope="module")
+def keyed_server(tiny_model_dir, tmp_path_factory):
+    """A rollout server with an API key (every path guarded, dev mode's included) and the gloo
+    weight-transfer engine (VLLMServer's default on a CPU), shared by both sync modes."""
+    import secrets
 
     from egoadapt.rollout.server import VLLMServer
 
-    monkeypatch.setenv("EGOADAPT_TEST_VLLM_KEY", secrets.token_hex(8))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(KEY_ENV, secrets.token_hex(8))
+        with VLLMServer(str(tiny_model_dir), served_model_name="policy", api_key_env=KEY_ENV,
+                        log_path=tmp_path_factory.mktemp("keyed") / "server.log") as server:
+            yield server
+
+
+def server_engine(server, video, weights, sync):
+    return VLLMServerEngine(video, GREEDY, server.base_url, "policy", weights, api_key_env=KEY_ENV, sync=sync)
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("sync", ["disk", "transfer"])
+def test_vllm_server_receives_new_weights(keyed_server, tiny_model_dir, synth_dir, tmp_path, sync):
+    """The server follows the trainer's weights token for token, step after step, through a fresh
+    folder per sync (old folders deleted once loaded) or over the gloo weight-transfer engine
+    (vLLM's init/start/update/finish requests; nothing on disk)."""
+    import httpx
+
     video, model, requests = setup(tiny_model_dir, synth_dir)
     weights = tmp_path / "weights"
-    with VLLMServer(str(tiny_model_dir), served_model_name="policy", log_path=tmp_path / "server.log",
-                    api_key_env="EGOADAPT_TEST_VLLM_KEY") as server:
-        engine = VLLMServerEngine(video, GREEDY, server.base_url, "policy", weights,
-                                  api_key_env="EGOADAPT_TEST_VLLM_KEY")
-        try:
-            check_engine_follows_trainer(engine, video, model, requests)
-            first = engine.synced_dir
+    # the server is shared: bring it back to the checkpoint the fresh trainer starts from
+    with contextlib.closing(server_engine(keyed_server, video, tmp_path / "reset", "disk")) as reset:
+        reset.sync(trainer_of(model))
+    engine = server_engine(keyed_server, video, weights, sync)
+    try:
+        check_engine_follows_trainer(engine, video, model, requests)
+        assert engine.sync_route == sync
+        first = engine.synced_dir
+        if sync == "disk":
             assert [p.name for p in weights.iterdir()] == [first.name] and (first / "model.safetensors").is_file()
-            # the next step: another folder, the previous one gone, the server follows again
-            hf_before = hf_greedy(video, model, requests)
-            sharpen(model, seed=2)
-            hf_after = hf_greedy(video, model, requests)
-            assert hf_after != hf_before
-            engine.sync(trainer_of(model))
+        else:
+            assert first is None and not weights.exists() and engine._transfer is not None
+        # the next step: another folder, the previous one gone (disk); the same group (transfer)
+        hf_before = hf_greedy(video, model, requests)
+        sharpen(model, seed=2)
+        hf_after = hf_greedy(video, model, requests)
+        assert hf_after != hf_before
+        group = engine._transfer
+        engine.sync(SimpleNamespace(**vars(trainer_of(model)), state=SimpleNamespace(global_step=7)))
+        if sync == "disk":
             assert engine.synced_dir != first and not first.exists()
             assert [p.name for p in weights.iterdir()] == [engine.synced_dir.name]
-            assert engine.generate(requests, None)[0] == hf_after
-            assert engine.counters["syncs"] == 2 and engine.counters["failures"] == 0
-        finally:
-            engine.close()
-        # without the key: dev endpoints refused too (vLLM's own --api-key guards /v1 only)
-        bare = {"method": "reload_weights", "kwargs": {"weights_path": str(tmp_path), "is_checkpoint_format": True}}
-        assert httpx.post(f"{server.root_url}/collective_rpc", json=bare, timeout=30).status_code == 401
-        assert httpx.post(f"{server.root_url}/reset_prefix_cache", timeout=30).status_code == 401
-        assert httpx.get(f"{server.base_url}/models", timeout=30).status_code == 401
-        assert httpx.get(f"{server.root_url}/health", timeout=30).status_code == 200
+        else:
+            assert engine._transfer is group and not weights.exists()
+            version = httpx.get(f"{keyed_server.root_url}/weight_info", timeout=30,
+                                headers={"Authorization": f"Bearer {os.environ[KEY_ENV]}"}).json()
+            assert version == {"weight_version": "step-7"}
+        assert engine.generate(requests, None)[0] == hf_after
+        assert engine.counters["syncs"] == 2 and engine.counters["failures"] == 0
+    finally:
+        engine.close()
+    # without the key: dev endpoints refused too (vLLM's own --api-key guards /v1 only)
+    bare = {"method": "reload_weights", "kwargs": {"weights_path": str(tmp_path), "is_checkpoint_format": True}}
+    assert httpx.post(f"{keyed_server.root_url}/collective_rpc", json=bare, timeout=30).status_code == 401
+    assert httpx.post(f"{keyed_server.root_url}/init_weight_transfer_engine", json={"init_info": {}},
+                      timeout=30).status_code == 401
+    assert httpx.post(f"{keyed_server.root_url}/reset_prefix_cache", timeout=30).status_code == 401
+    assert httpx.get(f"{keyed_server.base_url}/models", timeout=30).status_code == 401
+    assert httpx.get(f"{keyed_server.root_url}/health", timeout=30).status_code == 200
+
+
+@pytest.mark.server
+def test_transfer_needs_a_server_started_with_an_engine(vllm_server, tiny_model_dir, synth_dir, tmp_path):
+    """The shared judge server runs no weight-transfer engine: sync=transfer says which flag to
+    restart it with; sync=auto goes through the disk (the checkpoint's own weights: the shared
+    server is left as it was)."""
+    video, model, _ = setup(tiny_model_dir, synth_dir, n=1)
+    name = vllm_server.served_model_name
+    with contextlib.closing(VLLMServerEngine(video, GREEDY, vllm_server.base_url, name, tmp_path / "w",
+                                             sync="transfer")) as engine:
+        with pytest.raises(RuntimeError, match=r"rollout.sync=transfer: the vLLM server at .* was started without a "
+                                               r"weight-transfer engine: restart it with --weight-transfer-config "
+                                               r"'\{\"backend\": \"egoadapt_gloo\"\}'.*or set rollout.sync=disk"):
+            engine.sync(trainer_of(model))
+        assert engine.counters["syncs"] == 0
+    with contextlib.closing(VLLMServerEngine(video, GREEDY, vllm_server.base_url, name, tmp_path / "w",
+                                             sync="auto")) as engine:
+        engine.sync(trainer_of(model))
+        assert engine.sync_route == "disk" and (engine.synced_dir / "model.safetensors").is_file()
 
 
 @pytest.mark.integration
