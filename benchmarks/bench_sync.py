@@ -1,21 +1,23 @@
-"""Server-mode weight sync (rollout=vllm_server) before and after streaming (issue 10 item 5).
+"""Server-mode weight sync (rollout=vllm_server): over the weight-transfer engine vs through the disk.
 
-    .venv/bin/python benchmarks/bench_sync.py                      # micro, small, m120; 3 rounds
-    .venv/bin/python benchmarks/bench_sync.py --sizes micro --rounds 2
+    .venv/bin/python benchmarks/bench_sync.py                   # small (1.4 M) and m120 (~120 M); 5 rounds
+    .venv/bin/python benchmarks/bench_sync.py --quick           # 3 rounds
+    .venv/bin/python benchmarks/bench_sync.py --streaming       # issue 10's before/after streaming write
 
-before: the whole model gathered into one CPU dict, one safetensors file written (safetensors'
-        `save_file` also builds every tensor's bytes before writing), always into the same
-        folder, then POST /collective_rpc reload_weights and the cache resets;
-after:  `VLLMServerEngine.sync`: the header from the parameter specs, then one tensor at a
-        time into a fresh folder, the reload, the resets, older folders deleted.
+transfer vs disk (issue 12, `run`): seconds per `VLLMServerEngine.sync` against a real vLLM server
+on 127.0.0.1 started as egoadapt starts rollout servers (VLLMServer: egoadapt's gloo weight-transfer
+engine on a CPU), both engines syncing the same model into the same server, alternating round by
+round: rollout.sync=transfer (vLLM's start/update/finish requests, each tensor broadcast over
+gloo as `iter_weights` yields it) vs rollout.sync=disk (a safetensors folder streamed to disk,
+`reload_weights` through /collective_rpc, the folder deleted); each includes the cache resets.
+The group's one-off opening (the init request) is reported apart. `m120` is a ~120 M-parameter
+Qwen2.5-VL built like the tiny models (random weights).
 
-Per size: the median seconds of a whole sync against a real vLLM server (127.0.0.1), and the
-peak RSS the write adds over the loaded model (each measured in a fresh process, write only):
-for the plain CPU model (where `.cpu()` copies nothing and safetensors 0.8 writes from the
-tensors' memory, so the old dict cost little) and as under ZeRO-3 or on a GPU, where every
-tensor reaching the writer is a copy (gathered/cloned, or moved to the host).
-`m120` is a ~120 M-parameter Qwen2.5-VL built like the tiny models (random weights).
-`run(quick)` returns the rows, in the form benchmarks/run_all.py collects.
+--streaming (issue 10 item 5): the whole model gathered into one CPU dict and one safetensors file
+(before) vs the streaming writer (after): median seconds of a whole sync and the peak RSS the
+write adds over the loaded model (each measured in a fresh process, write only), for the plain CPU
+model and as under ZeRO-3 or on a GPU, where every tensor reaching the writer is a copy.
+`run(quick)` returns the transfer-vs-disk rows, in the form benchmarks/run_all.py collects.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from egoadapt.models import tiny  # noqa: E402
 
@@ -52,6 +55,15 @@ def build(size: str, out: Path) -> Path:
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+def engine_video(path: Path):
+    """What a rollout engine needs of the inputs (tokenizer, processor): no samples, syncs only."""
+    from transformers import AutoProcessor
+
+    from egoadapt.inputs.video import VideoInputs
+
+    return VideoInputs([], AutoProcessor.from_pretrained(path), frames_cfg=None)
 
 
 def trainer_of(model):
@@ -145,8 +157,7 @@ def measure(size: str, rounds: int, work: Path) -> dict:
         float(p.sum())
     n_params = sum(p.numel() for p in model.parameters())
     file_mib = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
-    video = SimpleNamespace(tokenizer=SimpleNamespace(convert_tokens_to_ids=lambda t: 1, eos_token_id=2,
-                                                      unk_token_id=0))
+    video = engine_video(path)
     with VLLMServer(str(path), served_model_name="policy", log_path=work / f"{size}.server.log") as server:
         engine = VLLMServerEngine(video, {"max_tokens": 4, "temperature": 0.0}, server.base_url, "policy",
                                   work / f"{size}.weights")
@@ -174,23 +185,70 @@ def measure(size: str, rounds: int, work: Path) -> dict:
             "zero3_write_peak_extra_mib_after": round(peak_extra_mib("after", path, zero3=True), 1), "rounds": rounds}
 
 
+def transfer_vs_disk(size: str, rounds: int, work: Path) -> dict:
+    import common
+
+    from egoadapt.rollout.engines import VLLMServerEngine
+    from egoadapt.rollout.server import VLLMServer
+
+    path = build(size, work / size)
+    model = load(path)
+    for p in model.parameters():  # page in weights that are mmapped from the checkpoint
+        float(p.sum())
+    n_params = sum(p.numel() for p in model.parameters())
+    mib = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+    video = engine_video(path)
+    trainer = trainer_of(model)
+    with VLLMServer(str(path), served_model_name="policy", log_path=work / f"{size}.server.log",
+                    startup_timeout=600) as server:
+        engines = {sync: VLLMServerEngine(video, {"max_tokens": 4, "temperature": 0.0}, server.base_url, "policy",
+                                          work / f"{size}.weights", sync=sync) for sync in ("transfer", "disk")}
+        try:
+            init_s = common.timed(lambda: engines["transfer"].sync(trainer))  # opens the group, then a first sync
+            values = common.alternate({s: (lambda e=e: e.sync(trainer)) for s, e in engines.items()}, reps=rounds)
+        finally:
+            for e in engines.values():
+                e.close()
+    return common.ab_row(f"server weight sync, {size} ({n_params / 1e6:.1f} M parameters, {mib:.0f} MiB)",
+                         "transfer", "disk", values["transfer"], values["disk"], "s", higher_is_better=False,
+                         extra={"parameters": n_params, "weights_mib": round(mib, 1),
+                                "first_transfer_sync_with_group_opening_s": round(init_s, 3)})
+
+
 def run(quick: bool = False) -> list[dict]:
-    sizes, rounds = (["micro", "small"], 2) if quick else (["micro", "small", "m120"], 3)
+    import common
+
+    common.setup()
+    rounds = 3 if quick else 5
+    rows = [common.meta(workload="VLLMServerEngine.sync of the whole model into a real vLLM CPU server on 127.0.0.1, "
+                                 f"{rounds} alternating rounds after one warm-up round",
+                        transfer="rollout.sync=transfer: egoadapt_gloo weight-transfer engine (vLLM's init / start / "
+                                 "update / finish requests, tensors broadcast over gloo)",
+                        disk="rollout.sync=disk: safetensors folder + reload_weights via /collective_rpc")]
     with tempfile.TemporaryDirectory(prefix="bench-sync-") as d:
-        return [measure(s, rounds, Path(d)) for s in sizes]
+        rows += [transfer_vs_disk(s, rounds, Path(d)) for s in ("small", "m120")]
+    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", nargs="+", default=["micro", "small", "m120"])
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--streaming", action="store_true", help="issue 10's before/after streaming write instead")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--sizes", nargs="+", default=["micro", "small", "m120"], help="--streaming: model sizes")
+    ap.add_argument("--rounds", type=int, default=3, help="--streaming: rounds")
     ap.add_argument("--child-peak", nargs=3, metavar=("METHOD", "PATH", "ZERO3"))
     a = ap.parse_args()
     if a.child_peak:
         return child_peak(*a.child_peak)
-    with tempfile.TemporaryDirectory(prefix="bench-sync-") as d:
-        for size in a.sizes:
-            print(json.dumps(measure(size, a.rounds, Path(d))), flush=True)
+    if a.streaming:
+        with tempfile.TemporaryDirectory(prefix="bench-sync-") as d:
+            for size in a.sizes:
+                print(json.dumps(measure(size, a.rounds, Path(d))), flush=True)
+        return None
+    import common
+
+    common.standalone(run, __doc__, ["--quick"] * a.quick + (["--json", a.json] if a.json else []))
 
 
 if __name__ == "__main__":

@@ -74,6 +74,11 @@ BENCHES = (
           "and egoadapt's video step vs stock `trl.GRPOTrainer` with the same frames as an `images` column; visual "
           "tokens per sample; share of a step per phase",
           f"{common.PY} benchmarks/bench_grpo.py", f"{common.PY} benchmarks/bench_grpo.py --quick", 300),
+    Bench("sync", "bench_sync", "Server weight sync: weight-transfer engine vs disk",
+          "seconds per VLLMServerEngine.sync into a real vLLM CPU server, rollout.sync=transfer (egoadapt's gloo "
+          "weight-transfer engine: vLLM's init/start/update/finish requests, tensors broadcast) vs rollout.sync=disk "
+          "(safetensors folder + reload_weights), for the 1.4 M-parameter small model and a ~120 M-parameter build",
+          f"{common.PY} benchmarks/bench_sync.py", f"{common.PY} benchmarks/bench_sync.py --quick", 600),
     Bench("eval", "bench_eval", "Evaluation: batched vs one-by-one generation",
           "questions per second of the evaluation's generation loop (HF backend), batch 8/16 vs batch 1",
           f"{common.PY} benchmarks/bench_eval.py", f"{common.PY} benchmarks/bench_eval.py --quick", 180),

@@ -68,10 +68,9 @@ def dry_run() -> dict:
 def measure(rounds: int, weights_dir: Path) -> int:
     import torch
 
+    from egoadapt.models.tiny import build_processor
     from egoadapt.rollout.engines import VLLMServerEngine
     from egoadapt.rollout.server import VLLMServer
-
-    from egoadapt.models.tiny import build_processor
 
     tokenizer, config, model = seven_b(meta=False, cuda=True)
     folder = Path(tempfile.mkdtemp(prefix="sync-7b-"))
