@@ -2,7 +2,8 @@
 
 Stock TRL builds the model's visual inputs only from `image`/`images` columns, so on video
 prompts the policy, old-policy and reference log-probs are computed from placeholder tokens
-alone and the vision tower never gets a gradient. This subclass changes three seams:
+alone and the vision tower never gets a gradient. This subclass works through six seams of
+GRPOTrainer (listed in docs/architecture.md) and copies none of its code. In short:
 
 - generation goes through `rollout_func` (TRL's hook) and a rollout engine from
   `egoadapt.rollout` (HF generate, vLLM colocated, vLLM server) that sees the video;
