@@ -66,9 +66,10 @@ def register_contract_reward() -> None:
         return fn
 
 
-def egoadapt_trainer(model_dir: Path, data_dir: Path, out: Path, *overrides: str):
+def egoadapt_trainer(model_dir: Path, data_dir: Path, out: Path, *overrides: str, base: list[str] | None = None):
     """A VideoGRPOTrainer exactly as `egoadapt train recipe=demo/tiny_grpo ...` assembles it:
-    the CLI runs, and its `train()` call is caught and handed back untrained."""
+    the CLI runs, and its `train()` call is caught and handed back untrained. `base`: the
+    settings before `overrides` (None: this benchmark's, `common_overrides`)."""
     from egoadapt.cli import main as cli
     from egoadapt.train.grpo import VideoGRPOTrainer
 
@@ -81,7 +82,7 @@ def egoadapt_trainer(model_dir: Path, data_dir: Path, out: Path, *overrides: str
     VideoGRPOTrainer.train = catch
     try:
         rc = cli(["train", "recipe=demo/tiny_grpo", f"model.path={model_dir}", f"data.root={data_dir}", f"out={out}",
-                  f"cache_dir={out.parent / 'input_cache'}", *common_overrides(), *overrides])
+                  f"cache_dir={out.parent / 'input_cache'}", *(common_overrides() if base is None else base), *overrides])
     finally:
         VideoGRPOTrainer.train = original
     assert rc == 0 and "trainer" in caught, "egoadapt train did not build a trainer"

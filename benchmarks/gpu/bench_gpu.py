@@ -221,10 +221,16 @@ def count_passes(flops: FlopModel, video, totals: dict[str, float]):
     original = VideoGRPOTrainer._get_per_token_logps_and_entropies
 
     def logps(self, model, input_ids, attention_mask, *args, **kwargs):
-        rows = self._active_sample_ids or []
+        batch = self.batch_scope.current
+        rows = batch.sample_ids if batch is not None else []
         lengths = attention_mask.sum(-1).tolist()
         mult = 3.0 if torch.is_grad_enabled() else 1.0
-        totals["train" if mult > 1 else "logprob"] += mult * sum(row_flops(s, int(n)) for s, n in zip(rows, lengths))
+        # the tower's work: every row's clip, or (vision_dedupe) each clip once per pass, once per step when frozen
+        clips = list(dict.fromkeys(rows)) if self.vision_dedupe else rows
+        if batch is not None and batch.frozen is not None:
+            clips = [c for c in clips if c not in batch.frozen]
+        work = sum(flops.lm_forward(int(n)) for n in lengths) + sum(flops.vision_forward(patches_of(c)) for c in clips)
+        totals["train" if mult > 1 else "logprob"] += mult * work
         return original(self, model, input_ids, attention_mask, *args, **kwargs)
 
     VideoGRPOTrainer._get_per_token_logps_and_entropies = logps

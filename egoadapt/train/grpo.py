@@ -7,13 +7,16 @@ GRPOTrainer (listed in docs/architecture.md) and copies none of its code. In sho
 
 - generation goes through `rollout_func` (TRL's hook) and a rollout engine from
   `egoadapt.rollout` (HF generate, vLLM colocated, vLLM server) that sees the video;
-- `_get_per_token_logps_and_entropies` runs each chunk of rows with that chunk's
-  `pixel_values_videos`, `video_grid_thw`, `second_per_grid_ts` and `mm_token_type_ids`
-  (3-D mRoPE), through a thin wrapper around the model, leaving TRL's loss code untouched;
+- `_get_per_token_logps_and_entropies` runs each chunk of rows with that chunk's video
+  (`video_grid_thw`, `second_per_grid_ts`, `mm_token_type_ids` for 3-D mRoPE, and the vision
+  tower's output: one tower forward per clip, `egoadapt.train.vision_dedupe`, or with
+  `vision_dedupe=false` the `pixel_values_videos` of every row), through a thin wrapper around
+  the model, leaving TRL's loss code untouched;
 - the dataset's `prompt` is a text view (the chat messages with the video are rebuilt per
   row from `sample_id`), so completion logs and tables stay plain text;
-- a `video_row` column travels with the rows through TRL's shuffling and splitting, so a
-  training mini-batch knows which clip each of its rows came from.
+- the per-batch state (which clip each row shows; a frozen tower's output per clip) is one
+  `VideoBatch` per generation batch that travels with the rows through TRL's shuffling and
+  splitting (`egoadapt.train.video_batch`), and is in scope only during the calls that use it.
 
 With a vLLM engine, TRL's own importance-sampling correction (`vllm_importance_sampling_*`)
 weighs the loss by trainer log-prob / sampler log-prob from the engine's per-token log-probs.
@@ -36,20 +39,25 @@ from trl import GRPOTrainer
 from egoadapt.inputs.video import VideoInputs
 from egoadapt.rollout.engines import RolloutEngine
 from egoadapt.train.checkpoint import VerifiedResumeMixin
+from egoadapt.train.video_batch import BatchScope, VideoBatch
+from egoadapt.train.vision_dedupe import ClipFeatures, tower_trains
 
 log = logging.getLogger(__name__)
 
 
 class _WithVideo:
-    """Calls the model with a chunk's video inputs added (what TRL passes stays as is)."""
+    """Calls the model with a chunk's video inputs added (what TRL passes stays as is): the tower's
+    output per clip from `features`, or (None) every row's pixels."""
 
-    def __init__(self, model, video: VideoInputs, sample_ids: list[str]):
-        self.model, self.video, self.sample_ids = model, video, sample_ids
+    def __init__(self, model, video: VideoInputs, sample_ids: list[str], features: ClipFeatures | None):
+        self.model, self.video, self.sample_ids, self.features = model, video, sample_ids, features
 
     def __call__(self, **kwargs):
         input_ids = kwargs["input_ids"]
-        vision = self.video.collate(self.sample_ids)
-        kwargs.update({k: v.to(input_ids.device) for k, v in vision.items()})
+        if self.features is None:
+            kwargs.update({k: v.to(input_ids.device) for k, v in self.video.collate(self.sample_ids).items()})
+        else:
+            kwargs.update(self.features.model_inputs(self.model, self.sample_ids, input_ids.device))
         kwargs.update(self.video.token_inputs(input_ids))
         return self.model(**kwargs)
 
@@ -73,7 +81,7 @@ class VideoRollout:
 
     def __call__(self, prompts: list, trainer: "VideoGRPOTrainer") -> dict[str, Any]:
         self.sync(trainer)
-        rows = trainer.batch_rows
+        rows = trainer.batch_in_scope().rows
         requests = [self.video.request(r["sample_id"], r["qa"]) for r in rows]
         completion_ids, logprobs = self.engine.generate(requests, trainer)
         for name, total in getattr(self.engine, "counters", {}).items():  # requests, retries, mismatches...
@@ -94,12 +102,16 @@ class _EngineWeights:
 
 
 class VideoGRPOTrainer(VerifiedResumeMixin, GRPOTrainer):
-    def __init__(self, *args, video: VideoInputs, engine: RolloutEngine, **kwargs):
+    """`vision_dedupe`: rows of a log-prob pass that share a clip share one vision-tower forward
+    (and a frozen tower's output is reused by every pass on a batch); False: one per row."""
+
+    def __init__(self, *args, video: VideoInputs, engine: RolloutEngine, vision_dedupe: bool = True, **kwargs):
         self.video = video
         self.engine = engine
-        self.batch_rows: list[dict] = []  # rows of the generation batch being scored
-        self._active_sample_ids: list[str] | None = None  # rows of the current log-prob pass
+        self.vision_dedupe = vision_dedupe
+        self.batch_scope = BatchScope()  # the VideoBatch of the rollout / log-prob pass running now
         super().__init__(*args, rollout_func=VideoRollout(engine, video), **kwargs)
+        self.tower_frozen = not tower_trains(self.model)
         self._correct_with_engine_logprobs()
 
     def _correct_with_engine_logprobs(self) -> None:
@@ -128,38 +140,41 @@ class VideoGRPOTrainer(VerifiedResumeMixin, GRPOTrainer):
         super()._set_signature_columns_if_needed()
         self._signature_columns = list(self._signature_columns) + ["sample_id"]
 
+    def batch_in_scope(self) -> VideoBatch:
+        if (batch := self.batch_scope.current) is None:
+            raise RuntimeError("no video batch in scope: the rollout runs inside _generate_and_score_completions")
+        return batch
+
     def _generate_and_score_completions(self, inputs):
-        self.batch_rows = inputs
-        self._active_sample_ids = [x["sample_id"] for x in inputs]
-        try:
+        frozen = ClipFeatures(self.video, detached=True) if self.vision_dedupe and self.tower_frozen else None
+        batch = VideoBatch(rows=tuple(inputs), frozen=frozen)
+        with self.batch_scope(batch):  # the rollout, old-policy and reference passes
             output = super()._generate_and_score_completions(inputs)
-        finally:
-            self._rollout_sample_ids, self._active_sample_ids = self._active_sample_ids, None
-        output["video_row"] = torch.arange(len(inputs), device=output["prompt_ids"].device)
+        output.update(batch.columns(output["prompt_ids"].device))
         return output
 
     def _compute_loss(self, model, inputs):
-        self._active_sample_ids = [self._rollout_sample_ids[i] for i in inputs["video_row"].tolist()]
-        try:
+        with self.batch_scope(VideoBatch.of(inputs)):  # this slice's rows, of the batch they came from
             return super()._compute_loss(model, inputs)
-        finally:
-            self._active_sample_ids = None
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
                                            batch_size=None, compute_entropy=False, compute_aux_loss=False, **kw):
-        rows = self._active_sample_ids
-        if rows is None:  # not a video batch
+        batch = self.batch_scope.current
+        if batch is None:  # not a video batch
             return super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss, **kw)
+        rows = batch.sample_ids
         if len(rows) != input_ids.size(0):
             raise RuntimeError(f"video rows ({len(rows)}) do not match the batch ({input_ids.size(0)})")
+        # a trained tower's outputs belong to this pass (its model, its graph), shared by its chunks
+        features = (batch.frozen or ClipFeatures(self.video, detached=False)) if self.vision_dedupe else None
         batch_size = batch_size or input_ids.size(0)
         logps, entropies, aux = [], [], []
         for start in range(0, input_ids.size(0), batch_size):
             end = min(start + batch_size, input_ids.size(0))
             lp, ent, ax = super()._get_per_token_logps_and_entropies(
-                _WithVideo(model, self.video, rows[start:end]), input_ids[start:end], attention_mask[start:end],
-                logits_to_keep, end - start, compute_entropy, compute_aux_loss, **kw)
+                _WithVideo(model, self.video, rows[start:end], features), input_ids[start:end],
+                attention_mask[start:end], logits_to_keep, end - start, compute_entropy, compute_aux_loss, **kw)
             logps.append(lp)
             if ent is not None:
                 entropies.append(ent)
