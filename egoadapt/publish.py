@@ -141,13 +141,13 @@ def eval_results(run: Run, dataset: str | None) -> list:
 def example_prompt(run: Run) -> str:
     """A CloseQA prompt worded as the run was trained (its prompt config), for the usage snippets."""
     from egoadapt.data.prompts import prompt_text
-    from egoadapt.data.schema import FrameSource, Sample
+    from egoadapt.data.schema import CLOSE, PROMPT_KEYS, FrameSource, Sample
 
     sample = Sample(id="example", question="Which instrument does the surgeon use to grasp the tissue?",
                     frame_source=FrameSource(fps=1.0), options=("Scissors", "Grasper", "Clipper", "Hook"),
                     domain="surgery", category="Identification", question_type="identification")
     prompt_cfg = run.config.get("prompt")
-    return prompt_text(sample, "closeqa", OmegaConf.create(prompt_cfg) if prompt_cfg else None, sampling_fps=1.0)
+    return prompt_text(sample, PROMPT_KEYS[CLOSE], OmegaConf.create(prompt_cfg) if prompt_cfg else None, sampling_fps=1.0)
 
 
 def model_card(run: Run, repo: str, weights: str, base_model: str | None, dataset: str | None,

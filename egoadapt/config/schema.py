@@ -18,6 +18,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from egoadapt.data.schema import QA_MODES
 from egoadapt.rewards.judge import JudgeSettings
 from egoadapt.rewards.scoring import MODES, ScoringConfig
 
@@ -35,7 +36,7 @@ def group(cls: type) -> Any:
 
 
 ON_ERROR = ("raise", "skip")
-QA = ("close", "open", "both")
+QA = tuple(QA_MODES)
 
 
 # ------------------------------------------------------------------ groups

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from egoadapt.data.errors import DataError, Problem
-from egoadapt.data.load import cfg_get, load_samples
+from egoadapt.data.load import load_samples
 from egoadapt.data.prompts import build_messages, target_text
-from egoadapt.data.schema import Sample
+from egoadapt.data.schema import CLOSE, OPEN, PROMPT_KEYS, QA_MODES, Sample
 from egoadapt.data.split import load_split
 
 FORMATS = ("hf", "swift", "llamafactory")
@@ -39,12 +39,7 @@ VIDEO_TAG = "<video>"  # the placeholder both ms-swift and LLaMA-Factory read in
 
 def qa_forms(sample: Sample, qa: str) -> list[str]:
     """The QA forms a sample is asked in: CloseQA needs options, OpenQA a question without them too."""
-    forms = []
-    if qa in ("close", "both") and sample.options:
-        forms.append("closeqa")
-    if qa in ("open", "both"):
-        forms.append("openqa")
-    return forms
+    return [PROMPT_KEYS[q] for q in QA_MODES.get(qa, ()) if q == OPEN or sample.options]
 
 
 def media_mode(fmt: str, media: str) -> str:
@@ -103,7 +98,7 @@ def rows(samples: list[Sample], cfg: Any, side: str, media: MediaWriter) -> list
             messages = build_messages(s, qa, cfg.prompt, sampling_fps=m["fps"])
             system = next((b["content"][0]["text"] for b in messages if b["role"] == "system"), None)
             prompt = messages[-1]["content"][-1]["text"]
-            answered = s.answer_letter if qa == "closeqa" else s.answer_text
+            answered = s.answer_letter if qa == PROMPT_KEYS[CLOSE] else s.answer_text
             if side == "train" or answered not in (None, ""):  # training needs it: target_text names a missing one
                 target = target_text(s, qa, cfg.prompt)
             else:
@@ -196,11 +191,11 @@ def export(cfg: Any) -> dict[str, int]:
     if fmt not in FORMATS:
         raise DataError(Problem("<config>", "", "format", f"{fmt!r}: one of {', '.join(FORMATS)}"))
     mode = media_mode(fmt, cfg.media)
-    manifest = cfg_get(cfg.split, "manifest")
+    manifest = cfg.split.manifest
     if not manifest:
         raise DataError(Problem("<config>", "", "split", "not set: pass split=FILE (a manifest of egoadapt data split)"))
     pool = load_samples(cfg.data)
-    if cfg_get(cfg_get(cfg.split, "support"), "annotations"):
+    if cfg.split.support.annotations:
         pool = load_samples(cfg.split.support) + pool
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")

@@ -8,24 +8,18 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
-from egoadapt.configs import CONF_DIR
+from egoadapt.configs import complete
 from egoadapt.data.errors import DataError, Problem
-from egoadapt.data.load import cfg_get
-from egoadapt.data.schema import Sample, answer_as_text, has_answer_text
+from egoadapt.data.schema import CLOSE, PROMPT_KEYS, Sample, answer_as_text, has_answer_text
 
-QA = Literal["closeqa", "openqa"]
+QA = str  # a prompt key: one of PROMPT_KEYS' values
 PLACEHOLDER = re.compile(r"\{(question|options|fps_line|time_hint|original_fps|sampling_fps|domain_context)\}")
-DEFAULT_PROMPT = CONF_DIR / "prompt" / "default.yaml"
 
 
-@lru_cache(maxsize=1)
 def default_prompt_cfg() -> Any:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.load(DEFAULT_PROMPT)
+    return complete("prompt", None)
 
 
 def _fill(template: str, values: dict[str, str]) -> str:
@@ -41,25 +35,25 @@ def _fill(template: str, values: dict[str, str]) -> str:
 
 def asks_for_time(sample: Sample, prompt_cfg: Any) -> bool:
     qtype = sample.question_type.lower()
-    return any(t.lower() in qtype for t in cfg_get(prompt_cfg, "time_hint_types", []))
+    return any(t.lower() in qtype for t in complete("prompt", prompt_cfg).time_hint_types)
 
 
 def prompt_text(sample: Sample, qa: QA, prompt_cfg: Any = None, sampling_fps: float | None = None) -> str:
-    cfg = prompt_cfg if prompt_cfg is not None else default_prompt_cfg()
-    if qa not in ("closeqa", "openqa"):
-        raise ValueError(f"qa must be closeqa or openqa, got {qa!r}")
-    if qa == "closeqa" and not sample.options:
+    cfg = complete("prompt", prompt_cfg)
+    if qa not in PROMPT_KEYS.values():
+        raise ValueError(f"qa must be {' or '.join(PROMPT_KEYS.values())}, got {qa!r}")
+    if qa == PROMPT_KEYS[CLOSE] and not sample.options:
         raise DataError(Problem(sample.meta.get("file", ""), sample.id, "options", "CloseQA needs options"))
     fps = sampling_fps if sampling_fps is not None else sample.frame_source.fps
-    spec = str(cfg_get(cfg, "fps_format", "g"))
+    spec = str(cfg.fps_format)
     values = {"question": sample.question, "options": "\n".join(sample.lettered_options),
               "sampling_fps": format(float(fps), spec),
               "original_fps": format(float(sample.original_fps), spec) if sample.original_fps else "",
-              "time_hint": cfg_get(cfg, "time_hint", "") if asks_for_time(sample, cfg) else "",
-              "domain_context": str((cfg_get(cfg, "domain_context") or {}).get(sample.domain) or "")}
-    fps_tpl = cfg_get(cfg, "fps_line" if sample.original_fps else "fps_line_no_original", "")
+              "time_hint": cfg.time_hint if asks_for_time(sample, cfg) else "",
+              "domain_context": str(cfg.domain_context.get(sample.domain) or "")}
+    fps_tpl = cfg.fps_line if sample.original_fps else cfg.fps_line_no_original
     values["fps_line"] = PLACEHOLDER.sub(lambda m: values.get(m.group(1), ""), fps_tpl)
-    return _fill(cfg_get(cfg, qa), values)
+    return _fill(cfg[qa], values)
 
 
 def build_messages(sample: Sample, qa: QA, prompt_cfg: Any = None, sampling_fps: float | None = None) -> list[dict]:
@@ -67,9 +61,9 @@ def build_messages(sample: Sample, qa: QA, prompt_cfg: Any = None, sampling_fps:
 
     `sampling_fps`: the clip's real rate when frame caps lowered it (Clip.fps); default the sample's.
     """
-    cfg = prompt_cfg if prompt_cfg is not None else default_prompt_cfg()
+    cfg = complete("prompt", prompt_cfg)
     messages = []
-    system = cfg_get(cfg, "system")
+    system = cfg.system
     if system:
         messages.append({"role": "system", "content": [{"type": "text", "text": str(system)}]})
     messages.append({"role": "user", "content": [
@@ -93,7 +87,7 @@ def asked_text(messages: list[dict]) -> dict[str, str]:
 def unknown_context_domains(prompt_cfg: Any, domains: set[str]) -> list[str]:
     """Domains given a context line (prompt.domain_context) that no sample has: a misspelt name
     would otherwise leave every prompt plain without a word."""
-    contexts = cfg_get(prompt_cfg, "domain_context") or {}
+    contexts = complete("prompt", prompt_cfg).domain_context
     return sorted(d for d, text in contexts.items() if text and d not in domains)
 
 
@@ -103,8 +97,8 @@ LOAD_ANSWERS = "load answers (data.answers=FILE, or the answers file egocross_te
 
 def target_text(sample: Sample, qa: QA, prompt_cfg: Any = None) -> str:
     """The JSON answer the model should emit (SFT target): {"prediction": ..., "reason": ...}."""
-    cfg = prompt_cfg if prompt_cfg is not None else default_prompt_cfg()
-    if qa == "closeqa":
+    cfg = complete("prompt", prompt_cfg)
+    if qa == PROMPT_KEYS[CLOSE]:
         if not sample.answer_letter:
             raise DataError(Problem(sample.meta.get("file", ""), sample.id, "correct_option_letter",
                                     f"no answer letter: {LOAD_ANSWERS}"))
@@ -114,7 +108,7 @@ def target_text(sample: Sample, qa: QA, prompt_cfg: Any = None) -> str:
             raise DataError(Problem(sample.meta.get("file", ""), sample.id, "answer_text",
                                     f"no answer text: {LOAD_ANSWERS}"))
         prediction = answer_as_text(sample.answer_text)  # the contract's prediction is text, a count too
-    mode = cfg_get(cfg, "target_reason", "detailed")
+    mode = cfg.target_reason
     answer = answer_as_text(sample.answer_text) or ""
     reason = {"detailed": sample.detailed_answer or answer, "answer": answer, "none": ""}.get(mode)
     if reason is None:

@@ -11,6 +11,25 @@ LETTERS = "ABCDEFGH"
 # Primary categories of EgoCross (the four task families).
 CATEGORIES = ("Identification", "Localization", "Counting", "Prediction")
 
+# Question types: CloseQA (options, answered by a letter) and OpenQA (free text scored against
+# answer_text). The one vocabulary: their names in files and configs, in tables, and in the prompt
+# config (the template keys), and what data.qa / eval's qa ask.
+CLOSE, OPEN = "close", "open"
+QA_TYPES = (CLOSE, OPEN)
+QA_NAMES = {CLOSE: "CloseQA", OPEN: "OpenQA"}
+PROMPT_KEYS = {CLOSE: "closeqa", OPEN: "openqa"}
+QA_MODES = {CLOSE: (CLOSE,), OPEN: (OPEN,), "both": QA_TYPES}
+
+
+def qa_type(name: Any) -> str:
+    """close | open from any of its spellings: close, closeqa, CloseQA, open, openqa, OpenQA."""
+    spelled = str(name).strip().lower()
+    for qa in QA_TYPES:
+        if spelled in (qa, PROMPT_KEYS[qa], QA_NAMES[qa].lower()):
+            return qa
+    raise ValueError(f"qa must be {' or '.join(repr(q) for q in QA_TYPES)}, got {name!r}")
+
+
 # Real EgoCross source datasets -> domain. Synthetic datasets carry their domain themselves.
 DATASET_DOMAINS = {
     "CholecTrack20": "surgery",

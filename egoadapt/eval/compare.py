@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from egoadapt.data.schema import QA_NAMES, QA_TYPES
 from egoadapt.eval.ranking import is_multirun, load_sweep, rank_sweep, sweep_csv, sweep_markdown
 from egoadapt.eval.report import (
     ALL,
@@ -46,7 +47,7 @@ from egoadapt.files import atomic_path, write_atomic
 
 log = logging.getLogger(__name__)
 
-QA_NAMES = {"close": "CloseQA", "open": "OpenQA", ALL: "both QA types"}
+TITLES = {**QA_NAMES, ALL: "both QA types"}
 SIGNIFICANCE = 0.05
 
 
@@ -230,7 +231,7 @@ def compare_markdown(result: Mapping[str, Any]) -> str:
     rates = [r.get("sampling_rate") for r in result["runs"]]
     if len(set(rates)) > 1:  # the sampling-rate ablation: which column is which rate
         lines += ["", "Frame sampling: " + "; ".join(f"`{lab}` {rate}" for lab, rate in zip(labels, rates)) + "."]
-    qas = [q for q in ("close", "open") if any(r["qa"] == q for r in table)]
+    qas = [q for q in QA_TYPES if any(r["qa"] == q for r in table)]
     if len(qas) > 1:
         qas.append(ALL)
     domains = sorted({r["domain"] for r in table if r["domain"] != ALL})
@@ -240,7 +241,7 @@ def compare_markdown(result: Mapping[str, Any]) -> str:
     groups += [(f"task: {c}", ALL, c, "micro") for c in cats]
     header = "| group | n | " + " | ".join([base] + [x for o in others for x in (o, f"Δ {o}")]) + " |"
     for qa in qas:
-        lines += ["", f"## {QA_NAMES[qa]}", "", header, "|---|---|" + "---|" * (1 + 2 * len(others))]
+        lines += ["", f"## {TITLES[qa]}", "", header, "|---|---|" + "---|" * (1 + 2 * len(others))]
         for label, d, c, stat in groups:
             row = next((r for r in table if (r["qa"], r["domain"], r["category"], r["stat"]) == (qa, d, c, stat)), None)
             if row is None:
@@ -284,7 +285,7 @@ def plot(result: Mapping[str, Any], out: Path) -> list[Path]:
 
     table = result["table"]
     labels = [r["label"] for r in result["runs"]]
-    qas = [q for q in ("close", "open") if any(r["qa"] == q for r in table)]
+    qas = [q for q in QA_TYPES if any(r["qa"] == q for r in table)]
     written = []
     for name, field_, groups in (
         ("accuracy_by_domain.png", "domain", sorted({r["domain"] for r in table if r["domain"] != ALL})),
@@ -312,7 +313,7 @@ def plot(result: Mapping[str, Any], out: Path) -> list[Path]:
             ax.set_xticks(np.arange(len(xs)), xs, rotation=25, ha="right")
             ax.set_ylim(0, 100)
             ax.set_ylabel("accuracy %")
-            ax.set_title(f"{QA_NAMES[qa]} by {'task family' if field_ == 'category' else 'domain'}")
+            ax.set_title(f"{TITLES[qa]} by {'task family' if field_ == 'category' else 'domain'}")
             ax.grid(axis="y", alpha=0.3)
         handles, names = axes[0][0].get_legend_handles_labels()
         fig.legend(handles, names, loc="upper center", ncol=min(len(labels), 6), fontsize=8, frameon=False)

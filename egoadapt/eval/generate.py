@@ -33,9 +33,8 @@ from typing import Any
 
 from egoadapt.data.errors import DataError, Problem
 from egoadapt.data.frames import check_source, on_skip, skip_mode
-from egoadapt.data.schema import Sample
+from egoadapt.data.schema import OPEN, QA_MODES, Sample
 from egoadapt.files import json_text
-from egoadapt.inputs.qa import QA_MODES
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +65,8 @@ def eval_items(samples: Sequence[Sample], qa: str = "both") -> list[Item]:
     """CloseQA items first, then OpenQA (similar prompt lengths batch together); samples
     without options have no CloseQA item."""
     if qa not in QA_MODES:
-        raise EvalError(f"qa={qa!r}: choose close, open or both")
-    return [Item(s.id, q) for q in QA_MODES[qa] for s in samples if q == "open" or s.options]
+        raise EvalError(f"qa={qa!r}: choose {', '.join(QA_MODES)}")
+    return [Item(s.id, q) for q in QA_MODES[qa] for s in samples if q == OPEN or s.options]
 
 
 # --------------------------------------------------------------------------- predictions file

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from egoadapt.data.schema import QA_TYPES
 from egoadapt.eval.report import ALL, Evaluation, ResultsError, find_row, key_str, load_evaluation, pct
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def metric_row(metric: str) -> tuple[tuple[str, str, str, str], str]:
     if metric.count("/") == 3:
         return tuple(metric.split("/")), "accuracy"  # type: ignore[return-value]
     qa, name = ALL, metric
-    for q in ("close", "open", ALL):
+    for q in (*QA_TYPES, ALL):
         for sep in (".", "_"):
             if metric.startswith(q + sep) and metric[len(q) + 1:] in METRIC_FIELDS:
                 qa, name = q, metric[len(q) + 1:]

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from egoadapt.data.schema import CATEGORIES
+from egoadapt.data.schema import CATEGORIES, QA_NAMES, QA_TYPES
 from egoadapt.eval.stats import (
     DEFAULT_CONFIDENCE,
     DEFAULT_RESAMPLES,
@@ -41,8 +41,8 @@ from egoadapt.files import write_atomic
 log = logging.getLogger(__name__)
 
 SCHEMA = "egoadapt.eval.results/1"
-QA_LEVELS = ("all", "close", "open")
-ALL = "all"
+ALL = "all"  # a table level that pools: both QA types, every domain, every category
+QA_LEVELS = (ALL, *QA_TYPES)
 KEY_FIELDS = ("qa", "domain", "category", "stat")
 CSV_FIELDS = (*KEY_FIELDS, "n", "correct", "accuracy", "ci_low", "ci_high", "format_violation_rate", "n_domains",
               "unmeasured")
@@ -209,10 +209,10 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     conf = round(100 * float((results.get("bootstrap") or {}).get("confidence", DEFAULT_CONFIDENCE)))
     where = (f"{split.get('side', 'test')} side of `{split['manifest']}` (sha256 {str(split.get('hash'))[:12]})"
              if split.get("manifest") else "every record (no split manifest)")
-    qas = [qa for qa in ("close", "open") if find_row(table, (qa, ALL, ALL, "micro"))]
+    qas = [qa for qa in QA_TYPES if find_row(table, (qa, ALL, ALL, "micro"))]
     if len(qas) > 1:
         qas.append(ALL)
-    names = {"close": "CloseQA", "open": "OpenQA", ALL: "both"}
+    names = {**QA_NAMES, ALL: "both"}
     domains = sorted({r["domain"] for r in table if r["domain"] != ALL})
     cats = category_order({r["category"] for r in table if r["category"] != ALL})
     s = results["summary"]

@@ -23,7 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from egoadapt.data.schema import Sample, has_answer_text
+from egoadapt.data.schema import QA_MODES, QA_TYPES, Sample, has_answer_text
 from egoadapt.eval.generate import (
     BACKENDS,
     EvalError,
@@ -71,8 +71,8 @@ def preflight(cfg: DictConfig) -> None:
         raise EvalError(f"backend={cfg.backend!r}: choose one of {', '.join(BACKENDS)}")
     if cfg.mode not in MODES:
         raise EvalError(f"mode={cfg.mode!r}: choose one of {', '.join(MODES)}")
-    if cfg.qa not in ("close", "open", "both"):
-        raise EvalError(f"qa={cfg.qa!r}: choose close, open or both")
+    if cfg.qa not in QA_MODES:
+        raise EvalError(f"qa={cfg.qa!r}: choose {', '.join(QA_MODES)}")
     sub = cfg.get("submission") or {}
     if bool(sub.get("template")) != bool(sub.get("out")):
         raise EvalError("a submission needs both submission.template=FILE and submission.out=FILE")
@@ -319,7 +319,7 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
                                                   if it in records), 3)
     counts = {"samples": len(samples), "items": len(items), "predictions": sum(it in records for it in items),
               "scored": len(rows), "unscored": unscored,
-              "close": sum(r["qa"] == "close" for r in rows), "open": sum(r["qa"] == "open" for r in rows)}
+              **{qa: sum(r["qa"] == qa for r in rows) for qa in QA_TYPES}}
     skipped = [{"id": it.id, "qa": it.qa, "kind": records[it].get("kind"), "reason": records[it].get("reason")}
                for it in items if it in records and records[it].get("skipped")]
     if skipped:

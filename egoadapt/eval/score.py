@@ -27,14 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from egoadapt.data.schema import Sample, has_answer_text
+from egoadapt.data.schema import QA_TYPES, Sample, has_answer_text
 from egoadapt.files import json_text, write_atomic
 from egoadapt.rewards.judge import FALLBACK_STATUSES, Judge, check_judge_config, settings_dict
 from egoadapt.rewards.scoring import MODES, Score, ScoringConfig, Target, score_outputs
 
 log = logging.getLogger(__name__)
 
-QA_TYPES = ("close", "open")
 MAX_REPORTED_ERRORS = 10
 EXIT_JUDGE_FAILED = 3  # eval and score: files written, but the judge failed above judge.max_failure_rate
 

@@ -21,7 +21,7 @@ from typing import Any
 from egoadapt.data.errors import DataError, Problem
 from egoadapt.data.frames import clip_geometry
 from egoadapt.data.prompts import build_messages
-from egoadapt.data.schema import Sample
+from egoadapt.data.schema import QA_TYPES, Sample
 from egoadapt.inputs.families import as_family
 from egoadapt.inputs.qa import prompt_qa
 
@@ -80,7 +80,7 @@ def video_token_count(family: Any, num_frames: int, width: int, height: int) -> 
 
 
 def prompt_lengths(samples: Iterable[Sample], family: Any, frames_cfg: Any, prompt_cfg: Any,
-                   qa: Sequence[str] = ("close", "open")) -> list[PromptLength]:
+                   qa: Sequence[str] = QA_TYPES) -> list[PromptLength]:
     """Token counts of every (sample, QA type) prompt as `VideoInputs.prompt_ids` would build it
     (CloseQA only for samples with options). A sample whose headers fail is left out: the
     frames checks of the run report it (or skip it, frames.on_error=skip). `family`: the
@@ -141,4 +141,4 @@ def plan_context(samples: Iterable[Sample], family: Any, frames_cfg: Any, prompt
 def plan_for_video(video: Any, completion: int, model_path: str | None) -> ContextPlan:
     """The plan of a `VideoInputs` (its samples, processor, frames and prompt settings; both QA types)."""
     return plan_context(video.samples.values(), video.family, video.frames_cfg, video.prompt_cfg,
-                        ("close", "open"), completion, model_path)
+                        QA_TYPES, completion, model_path)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from egoadapt.data.schema import LETTERS
+from egoadapt.data.schema import CLOSE, LETTERS, OPEN
 from egoadapt.rewards import match
 from egoadapt.rewards.judge import Verdict
 from egoadapt.rewards.scoring import ScoringConfig, Target, score_outputs
@@ -199,7 +199,7 @@ def loopholes(table: dict[str, dict[str, float]], tol: float = 1e-9) -> list[str
 
 def audit(testbed: str | Path = DEFAULT_TESTBED, cfg: ScoringConfig | None = None) -> dict[tuple[str, str], dict]:
     questions = load_questions(testbed)
-    return {(qa, prior): expected_rewards(questions, qa, prior, cfg) for qa in ("open", "close") for prior in PRIORS}
+    return {(qa, prior): expected_rewards(questions, qa, prior, cfg) for qa in (OPEN, CLOSE) for prior in PRIORS}
 
 
 def markdown(results: dict[tuple[str, str], dict], testbed: str | Path) -> str:

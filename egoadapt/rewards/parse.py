@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from egoadapt.data.schema import LETTERS
+from egoadapt.data.schema import LETTERS, QA_TYPES
 
 # Only this much of an output is scanned: the first JSON object of a sane answer is
 # near the start, and pathological outputs ("{{{{..." x 1e6) must stay cheap.
@@ -392,8 +392,8 @@ def parse_answer(text: Any, options=None, qa: str = "close") -> Parsed:
     The answer is the prediction field only (`is_prediction_key`); an answer dict without one
     answers nothing (issue no_prediction_field): its reason never stands in. Free text is read
     as the answer only when the output holds no answer dict at all."""
-    if qa not in ("close", "open"):
-        raise ValueError(f"qa must be 'close' or 'open', got {qa!r}")
+    if qa not in QA_TYPES:
+        raise ValueError(f"qa must be {' or '.join(repr(q) for q in QA_TYPES)}, got {qa!r}")
     text = text if isinstance(text, str) else ("" if text is None else str(text))
     length = len(text)
     if not text.strip():

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from egoadapt.data.schema import LETTERS, answer_from_columns
+from egoadapt.data.schema import CLOSE, LETTERS, OPEN, QA_TYPES, answer_from_columns, qa_type
 from egoadapt.rewards import match
 from egoadapt.rewards.commit import commitment
 from egoadapt.rewards.judge import Judge, JudgeRequest, Verdict
@@ -58,17 +58,6 @@ class ScoringConfig:
         return cls(**values)
 
 
-_QA_ALIASES = {"close": "close", "closeqa": "close", "open": "open", "openqa": "open"}
-
-
-def normalize_qa(qa: Any) -> str:
-    """close | open (also accepts the prompt names closeqa / openqa, any case)."""
-    try:
-        return _QA_ALIASES[str(qa).strip().lower()]
-    except KeyError:
-        raise ValueError(f"qa must be 'close' or 'open', got {qa!r}") from None
-
-
 def _strip_letter_prefix(options: Sequence[Any]) -> tuple[str, ...]:
     """["A: 4", "B: 3"] -> ("4", "3"); plain option texts pass through."""
     texts = [str(o) for o in options]
@@ -93,7 +82,7 @@ class Target:
     def from_sample(cls, sample: Any, qa: str = "close") -> Target:
         """From an `egoadapt.data.schema.Sample`."""
         return cls(
-            qa=normalize_qa(qa), answer_letter=sample.answer_letter, answer_text=sample.answer_text,
+            qa=qa_type(qa), answer_letter=sample.answer_letter, answer_text=sample.answer_text,
             options=tuple(sample.options), question=sample.question,
             detailed_answer=sample.detailed_answer, category=sample.category,
             question_type=sample.question_type,
@@ -110,7 +99,7 @@ class Target:
             idx = LETTERS.find(str(letter).strip().upper())
             if 0 <= idx < len(options):
                 answer_text = options[idx]
-        qa = normalize_qa(row.get("qa") or ("close" if (options and letter) else "open"))
+        qa = qa_type(row.get("qa") or (CLOSE if (options and letter) else OPEN))
         return cls(
             qa=qa, answer_letter=None if letter is None else str(letter),
             answer_text=answer_text if isinstance(answer_text, (str, int, float, type(None))) else str(answer_text),
@@ -279,7 +268,7 @@ def score_outputs(
     parses: dict[tuple, Parsed] = {}
     for i, (out, t) in enumerate(zip(outputs, targets)):
         text = out if isinstance(out, str) else ("" if out is None else str(out))
-        if t.qa not in ("close", "open"):
+        if t.qa not in QA_TYPES:
             raise ValueError(f"target {i}: qa must be 'close' or 'open', got {t.qa!r}")
         key = (text, t.options, t.qa)  # one parse per output and option set (a GRPO group, the audit's priors)
         parsed = parses.get(key)
