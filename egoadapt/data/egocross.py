@@ -26,7 +26,6 @@ from egoadapt.data.records import (
     accept,
     answer_letter,
     answer_text_value,
-    cfg_get,
     domain_of,
     group_from_path,
     group_from_question_id,
@@ -39,16 +38,16 @@ from egoadapt.data.schema import LETTERS, FrameSource, Sample
 
 
 def load(data_cfg: Any, report: LoadReport, on_error: str) -> list[Sample]:
-    path = os.fspath(cfg_get(data_cfg, "annotations"))
+    path = os.fspath(data_cfg["annotations"])
     records = read_json(path, report=report)
     if not isinstance(records, list):
         raise DataError(Problem(path, "", "", f"expected a JSON list of records, got {type(records).__name__}",
                                 "bad_file"))
-    answers_path = cfg_get(data_cfg, "answers")
+    answers_path = data_cfg["answers"]
     answers = load_answers(answers_path, report, on_error) if answers_path else {}
-    root = cfg_get(data_cfg, "root")
-    fps_cfg = cfg_get(data_cfg, "fps")
-    domains = cfg_get(data_cfg, "domains")
+    root = data_cfg["root"]
+    fps_cfg = data_cfg["fps"]
+    domains = data_cfg["domains"]
     base = os.path.dirname(os.path.abspath(path))
     # the released answers file carries the questions too: its records bring their own answers
     inline = {k: sum(1 for r in records if isinstance(r, dict) and r.get(k) is not None) for k in INLINE_ANSWER}

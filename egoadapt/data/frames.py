@@ -48,15 +48,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from egoadapt.configs import complete
 from egoadapt.data.errors import DataError, Problem
-from egoadapt.data.load import cfg_get
 from egoadapt.data.schema import FrameSource, Sample
 
 log = logging.getLogger(__name__)
-
-DEFAULTS = {"backend": "decord", "fps": None, "processor_fps": None, "max_frames": 128, "max_pixels": 401408,
-            "resize": "cap", "odd_frames": "pad", "span_tolerance_s": 0.5, "threads": 1, "on_error": "raise"}
-
 
 # Sizes refused from the header, before decoding (see the module docstring)
 MAX_ASPECT = 200  # transformers' Qwen2-VL smart_resize raises for max(h, w) / min(h, w) > 200
@@ -99,8 +95,8 @@ class Clip:
 
 
 def frame_setting(frames_cfg: Any, key: str) -> Any:
-    """A frames config value, or its default (conf/frames/default.yaml mirrors DEFAULTS)."""
-    return cfg_get(frames_cfg, key, DEFAULTS[key])
+    """A frames setting: `frames_cfg` (None, or part of it as a mapping: conf/frames/default.yaml's values under it)."""
+    return complete("frames", frames_cfg)[key]
 
 
 def _err(file: str, record: str, field_: str, message: str, kind: str) -> FrameError:

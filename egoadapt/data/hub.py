@@ -19,7 +19,6 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from egoadapt.data.errors import DataError, Problem
-from egoadapt.data.records import cfg_get
 from egoadapt.data.schema import Sample
 
 PROTOCOL = "hf://"
@@ -162,7 +161,7 @@ def fetch_media(uri: str, samples: list[Sample], field: str = "data.root") -> in
 
 
 def uses_hub(data_cfg: Any) -> bool:
-    return any(is_hub(cfg_get(data_cfg, k)) for k in (*FILE_KEYS, "root"))
+    return any(is_hub(data_cfg[k]) for k in (*FILE_KEYS, "root"))
 
 
 def localize(data_cfg: Any) -> tuple[dict, str | None]:

@@ -22,7 +22,6 @@ from egoadapt.data.records import (
     accept,
     answer_letter,
     answer_text_value,
-    cfg_get,
     group_from_question_id,
     parse_options,
     read_jsonl,
@@ -33,9 +32,9 @@ from egoadapt.data.schema import LETTERS, FrameSource, Sample
 
 
 def load(data_cfg: Any, report: LoadReport, on_error: str) -> list[Sample]:
-    path = os.fspath(cfg_get(data_cfg, "annotations"))
+    path = os.fspath(data_cfg["annotations"])
     rows = read_jsonl(path, report, on_error)
-    root, fps_cfg = cfg_get(data_cfg, "root"), cfg_get(data_cfg, "fps")
+    root, fps_cfg = data_cfg["root"], data_cfg["fps"]
     base, stem = os.path.dirname(os.path.abspath(path)), Path(path).stem
     samples = []
     for line, raw in rows:

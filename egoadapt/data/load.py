@@ -13,9 +13,9 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from egoadapt.configs import complete
 from egoadapt.data import egocross, hub, jsonl, support
 from egoadapt.data.errors import DataError, LoadReport, Problem, handle
-from egoadapt.data.records import cfg_get
 from egoadapt.data.schema import Sample
 
 log = logging.getLogger(__name__)
@@ -28,20 +28,23 @@ def load_with_report(data_cfg: Any, media: bool = True) -> tuple[list[Sample], L
     """Samples and what the load found. `hf://` files and roots come from the Hub
     (`egoadapt.data.hub`); `media=False` leaves a Hub root's frames and videos unfetched
     (a split needs only the annotations)."""
-    data_cfg, hub_root = hub.localize(data_cfg) if hub.uses_hub(data_cfg) else (data_cfg, None)
-    fmt = cfg_get(data_cfg, "format", "egocross")
+    fmt = data_cfg.get("format") if data_cfg is not None else None
     if fmt not in READERS:
         raise DataError(Problem("<config>", "", "data.format", f"unknown format {fmt!r}; one of {sorted(READERS)}"))
-    if not cfg_get(data_cfg, "annotations"):
+    try:  # a Python caller's partial settings over conf/data/<format>.yaml
+        data_cfg = complete("data", data_cfg, option=fmt)
+    except ValueError as e:
+        raise DataError(Problem("<config>", "", "data", str(e))) from None
+    data_cfg, hub_root = hub.localize(data_cfg) if hub.uses_hub(data_cfg) else (data_cfg, None)
+    if not data_cfg["annotations"]:
         raise DataError(Problem("<config>", "", "data.annotations", "not set: pass data.annotations=FILE"))
-    on_error = cfg_get(data_cfg, "on_error", "raise")
+    on_error = data_cfg["on_error"]
     if on_error not in ("raise", "skip"):
         raise DataError(Problem("<config>", "", "data.on_error", f"must be raise or skip, got {on_error!r}"))
     report = LoadReport()
     samples = READERS[fmt](data_cfg, report, on_error)
     samples = _drop_duplicates(samples, report, on_error)
-    limit = cfg_get(data_cfg, "limit")
-    check = cfg_get(data_cfg, "check_files", False)
+    limit, check = data_cfg["limit"], data_cfg["check_files"]
     if hub_root and media:
         hub.fetch_media(hub_root, samples if check or not limit else samples[: int(limit)])
     if check:

@@ -293,15 +293,3 @@ def accept(report: LoadReport, on_error: str, chk: "RecordCheck", sample: Sample
         handle(report, on_error, chk.problems)
         return False
     return True
-
-
-
-def cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
-    """Read a key from a DictConfig, dict or None without caring which."""
-    if cfg is None:
-        return default
-    try:
-        value = cfg.get(key, default)
-    except AttributeError:
-        value = getattr(cfg, key, default)
-    return default if value is None else value

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from egoadapt.data.errors import DataError, Problem
-from egoadapt.data.load import cfg_get, load_samples
+from egoadapt.data.load import load_samples
 from egoadapt.data.schema import Sample
 from egoadapt.files import write_atomic
 
@@ -286,7 +286,7 @@ def _inputs(data_cfg: Any, role: str) -> list[dict]:
 
     out = []
     for key in ("annotations", "answers"):
-        p = cfg_get(data_cfg, key)
+        p = data_cfg[key]
         p = local_file(p, f"{role}.{key}") if is_hub(p) else p
         if p and os.path.isfile(p):
             out.append({"role": f"{role}.{key}", "file": Path(p).name, "sha256": file_sha256(p)})
@@ -300,12 +300,12 @@ def build_split(data_cfg: Any, split_cfg: Any, samples: list[Sample] | None = No
     Reads `split.manifest` when set, else makes one; the support protocol adds the support set
     (`split.support`) to the samples, so `load_split(path, pool, "train")` finds its ids.
     """
-    protocol = cfg_get(split_cfg, "protocol", "paper_70_30")
+    protocol = split_cfg.protocol
     samples = load_samples(data_cfg, media=media) if samples is None else samples
-    support_cfg = cfg_get(split_cfg, "support")
-    support = load_samples(support_cfg, media=media) if protocol == "support" and cfg_get(support_cfg, "annotations") else None
+    support_cfg = split_cfg.support
+    support = load_samples(support_cfg, media=media) if protocol == "support" and support_cfg.annotations else None
     pool = (support or []) + samples
-    given = cfg_get(split_cfg, "manifest")
+    given = split_cfg.manifest
     if given:
         try:
             return json.loads(Path(given).read_text()), pool
@@ -313,15 +313,14 @@ def build_split(data_cfg: Any, split_cfg: Any, samples: list[Sample] | None = No
             raise DataError(Problem(os.fspath(given), "", "split.manifest", f"cannot read the manifest ({e})",
                                     "bad_file")) from None
     inputs = _inputs(data_cfg, "data") + (_inputs(support_cfg, "support") if support else [])
-    manifest = make_manifest(samples, protocol, seed=int(cfg_get(split_cfg, "seed", 0)),
-                             test_fraction=float(cfg_get(split_cfg, "test_fraction", 0.3)),
-                             test_domain=cfg_get(split_cfg, "test_domain"), support=support, inputs=inputs)
+    manifest = make_manifest(samples, protocol, seed=int(split_cfg.seed), test_fraction=float(split_cfg.test_fraction),
+                             test_domain=split_cfg.test_domain, support=support, inputs=inputs)
     return manifest, pool
 
 
 def main(cfg: Any) -> int:
     """egoadapt data split data.annotations=FILE [data.answers=FILE] split.protocol=... split.seed=N out=FILE"""
-    out = cfg_get(cfg, "out")
+    out = cfg.out
     try:
         if not out:
             raise DataError(Problem("<config>", "", "out", "not set: pass out=FILE for the manifest"))

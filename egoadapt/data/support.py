@@ -20,7 +20,6 @@ from egoadapt.data.records import (
     RecordCheck,
     accept,
     answer_letter,
-    cfg_get,
     group_from_path,
     parse_options,
     read_json,
@@ -34,7 +33,7 @@ IMAGE_MARK = "<image>"
 
 
 def load(data_cfg: Any, report: LoadReport, on_error: str) -> list[Sample]:
-    path = os.fspath(cfg_get(data_cfg, "annotations"))
+    path = os.fspath(data_cfg["annotations"])
     if path.endswith(".jsonl"):
         rows = read_jsonl(path, report, on_error)
     else:
@@ -43,7 +42,7 @@ def load(data_cfg: Any, report: LoadReport, on_error: str) -> list[Sample]:
             raise DataError(Problem(path, "", "", f"expected a JSON list of chat records, got {type(data).__name__}",
                                     "bad_file"))
         rows = list(enumerate(data))
-    root, fps_cfg = cfg_get(data_cfg, "root"), cfg_get(data_cfg, "fps")
+    root, fps_cfg = data_cfg["root"], data_cfg["fps"]
     base, stem = os.path.dirname(os.path.abspath(path)), Path(path).stem.split(".")[0]
     samples = []
     for i, raw in rows:

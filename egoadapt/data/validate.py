@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Any
 
 from egoadapt.data.errors import DataError, LoadReport, Problem
-from egoadapt.data.load import cfg_get, load_with_report, missing_files
+from egoadapt.data.load import load_with_report, missing_files
 from egoadapt.data.schema import Sample
 
 
@@ -75,7 +75,7 @@ def summarize(samples: list[Sample], report: LoadReport) -> str:
 def main(cfg: Any) -> int:
     data_cfg = _plain(cfg.data)
     data_cfg.update(on_error="skip", check_files=False)  # collect everything, drop nothing for counting
-    vcfg = cfg_get(cfg, "validate", {})
+    vcfg = cfg.validate
     try:
         samples, report = load_with_report(data_cfg)
     except DataError as e:
@@ -83,10 +83,10 @@ def main(cfg: Any) -> int:
         return 2
     problems = list(report.problems)
     unusable: list[Problem] = []
-    if cfg_get(vcfg, "check_files", True):
+    if vcfg.check_files:
         unusable += file_problems(samples)
-    if cfg_get(vcfg, "check_files", True) or cfg_get(vcfg, "decode", False):
-        unusable += frame_problems(samples, cfg_get(cfg, "frames"), bool(cfg_get(vcfg, "decode", False)),
+    if vcfg.check_files or vcfg.decode:
+        unusable += frame_problems(samples, cfg.frames, bool(vcfg.decode),
                                    {p.record for p in unusable})
     problems += unusable
     print(f"{data_cfg.get('annotations')}: " + summarize(samples, report))

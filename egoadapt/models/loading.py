@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from egoadapt.data.load import cfg_get
+from egoadapt.configs import complete
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,9 @@ def resolve_attention(name: str | None) -> str:
 def load_processor(model_cfg: Any):
     from transformers import AutoProcessor
 
-    kwargs = {k: cfg_get(model_cfg, k) for k in ("min_pixels", "max_pixels") if cfg_get(model_cfg, k) is not None}
-    processor = AutoProcessor.from_pretrained(cfg_get(model_cfg, "path"), **kwargs)
+    model_cfg = complete("model", model_cfg, "base")
+    kwargs = {k: model_cfg[k] for k in ("min_pixels", "max_pixels") if model_cfg[k] is not None}
+    processor = AutoProcessor.from_pretrained(model_cfg.path, **kwargs)
     processor.tokenizer.padding_side = "left"
     return processor
 
@@ -69,13 +70,13 @@ def load_model(model_cfg: Any, training: bool = True):
     """The model, with vision tower frozen or not; LoRA is applied by TRL from `peft_config()`."""
     from transformers import AutoModelForImageTextToText
 
-    path = cfg_get(model_cfg, "path")
-    check_model_path(path)
+    model_cfg = complete("model", model_cfg, "base")
+    check_model_path(model_cfg.path)
     model = AutoModelForImageTextToText.from_pretrained(
-        path, dtype=resolve_dtype(cfg_get(model_cfg, "dtype", "auto")),
-        attn_implementation=resolve_attention(cfg_get(model_cfg, "attn_implementation", "auto")),
+        model_cfg.path, dtype=resolve_dtype(model_cfg.dtype),
+        attn_implementation=resolve_attention(model_cfg.attn_implementation),
     )
-    if training and cfg_get(model_cfg, "freeze_vision", False):
+    if training and model_cfg.freeze_vision:
         frozen = 0
         for name, param in model.named_parameters():
             if name.startswith(VISION_PREFIXES):
@@ -86,18 +87,18 @@ def load_model(model_cfg: Any, training: bool = True):
 
 
 def peft_config(model_cfg: Any):
-    lora = cfg_get(model_cfg, "lora")
-    if not lora or not cfg_get(lora, "enabled", False):
+    model_cfg = complete("model", model_cfg, "base")
+    lora = model_cfg.lora
+    if not lora.enabled:
         return None
     from peft import LoraConfig
 
-    targets = cfg_get(lora, "target_modules", "all-linear")
-    exclude = list(cfg_get(lora, "exclude_modules", []) or [])
-    if cfg_get(model_cfg, "freeze_vision", False):
+    targets = lora.target_modules
+    exclude = list(lora.exclude_modules)
+    if model_cfg.freeze_vision:
         exclude = r".*visual.*"  # a frozen vision tower gets no adapters either (regex, as PEFT takes it)
     return LoraConfig(
-        r=int(cfg_get(lora, "r", 16)), lora_alpha=int(cfg_get(lora, "alpha", 32)),
-        lora_dropout=float(cfg_get(lora, "dropout", 0.05)), task_type="CAUSAL_LM",
+        r=int(lora.r), lora_alpha=int(lora.alpha), lora_dropout=float(lora.dropout), task_type="CAUSAL_LM",
         target_modules=targets if isinstance(targets, str) else list(targets),
         exclude_modules=exclude or None,
     )

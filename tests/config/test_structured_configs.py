@@ -135,3 +135,8 @@ def test_no_module_rewrites_sys_argv_and_eval_does_not_import_the_cli():
     for path in (PACKAGE / "eval").rglob("*.py"):
         assert "egoadapt.cli" not in _imports(path), path
 
+
+def test_no_code_default_for_a_config_key():
+    """cfg_get(cfg, key, default) kept a second default in code and let a misspelt key fall back: gone."""
+    for path in PACKAGE.rglob("*.py"):
+        assert "cfg_get" not in path.read_text(), path
