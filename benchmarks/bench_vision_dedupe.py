@@ -126,8 +126,8 @@ def run(quick: bool = False) -> list[dict]:
         "trained tower, runs the tower's backward per row; dedupe does both once per clip, so the gain is larger "
         "than the tower forwards' share alone predicts. With a frozen tower the per-row passes have no tower "
         "backward to save, hence the smaller ratio, though the tower then runs once per clip per step. The tiny "
-        "towers are 2 blocks of width 32-64; at 7B with 16-32 frames the tower is a larger share of a forward, so "
-        "the GPU script is where the 7B ratio belongs."))
+        "towers are 2 blocks of width 32-64 (their share falls from micro to small as the LM widens); the 7B ratio "
+        "(a 32-block, 1280-wide tower on 16-32 frames) needs a GPU and is not measured here."))
     return rows
 
 

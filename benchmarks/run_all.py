@@ -74,6 +74,12 @@ BENCHES = (
           "and egoadapt's video step vs stock `trl.GRPOTrainer` with the same frames as an `images` column; visual "
           "tokens per sample; share of a step per phase",
           f"{common.PY} benchmarks/bench_grpo.py", f"{common.PY} benchmarks/bench_grpo.py --quick", 300),
+    Bench("vision_dedupe", "bench_vision_dedupe", "GRPO log-prob passes: one vision-tower forward per clip",
+          "seconds for one GRPO step's old-policy, reference and policy (forward + backward) passes with "
+          "vision_dedupe=true (the tower once per clip per pass; frozen tower: once per clip per step) vs false "
+          "(once per row), G=8, 16-frame clips, trained and frozen tower, micro and small tiny models",
+          f"{common.PY} benchmarks/bench_vision_dedupe.py", f"{common.PY} benchmarks/bench_vision_dedupe.py --quick",
+          900),
     Bench("sync", "bench_sync", "Server weight sync: weight-transfer engine vs disk",
           "seconds per VLLMServerEngine.sync into a real vLLM CPU server, rollout.sync=transfer (egoadapt's gloo "
           "weight-transfer engine: vLLM's init/start/update/finish requests, tensors broadcast) vs rollout.sync=disk "

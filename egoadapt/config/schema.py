@@ -239,6 +239,7 @@ class Train:  # recipes/ on conf/train.yaml
     cache_dir: str | None = MISSING
     cache_ram_bytes: int = rule(ge=0)
     server_wait_s: float = rule(ge=0)
+    vision_dedupe: bool = MISSING
     model: Model = group(Model)
     data: Data = group(Data)
     split: Split = group(Split)

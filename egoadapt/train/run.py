@@ -303,7 +303,8 @@ def _run(cfg: DictConfig, out: Path, opened: list) -> Path:
         engine = build_engine(cfg, video, out, state.num_processes, context)
         opened.append(engine)
         trainer = VideoGRPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
-                                   reward_funcs=funcs, peft_config=peft_config(cfg.model), video=video, engine=engine)
+                                   reward_funcs=funcs, peft_config=peft_config(cfg.model), video=video, engine=engine,
+                                   vision_dedupe=bool(cfg.vision_dedupe))
     resume = last_checkpoint(out) if cfg.get("resume") else None
     if cfg.get("resume") and resume is None:
         log.warning("resume=true but no checkpoint in %s: starting from step 0", out)
