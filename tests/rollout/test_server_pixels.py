@@ -4,7 +4,7 @@ import pytest
 
 from egoadapt.inputs.video import VideoInputs
 from egoadapt.rollout.engines import VLLMServerEngine
-from tests.rollout.test_context import processor, synth_samples
+from tests.inputs.test_context import processor, synth_samples
 
 GREEDY = {"temperature": 0.0, "max_tokens": 2}
 
