@@ -54,6 +54,7 @@ from egoadapt.data.schema import FrameSource, Sample
 
 log = logging.getLogger(__name__)
 
+
 # Sizes refused from the header, before decoding (see the module docstring)
 MAX_ASPECT = 200  # transformers' Qwen2-VL smart_resize raises for max(h, w) / min(h, w) > 200
 MIN_SIDE = 14  # one vision patch: a smaller frame (a 1x1 say) carries nothing but would be upscaled
