@@ -34,10 +34,10 @@ def no_model_load(monkeypatch):
 
 @pytest.fixture
 def fake_model(tmp_path):
-    """A folder that passes the model-path check (config.json); never loaded."""
+    """A folder that passes the model-path and model-family checks (config.json); never loaded."""
     folder = tmp_path / "model"
     folder.mkdir()
-    (folder / "config.json").write_text("{}")
+    (folder / "config.json").write_text('{"model_type": "qwen2_5_vl"}')
     return folder
 
 
