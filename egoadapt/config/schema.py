@@ -154,7 +154,7 @@ def _from_dataclass(name: str, source: type, extra: dict[str, Any], rules: dict[
 
 # also checked where the settings are read (JudgeSettings.__post_init__), for Python callers;
 # here whether or not the judge is enabled or asked
-Judge = _from_dataclass("Judge", JudgeSettings, {"enabled": bool, "name": str | None}, {
+Judge = _from_dataclass("Judge", JudgeSettings, {"enabled": bool}, {
     "temperature": rule(ge=0), "top_p": rule(gt=0, le=1), "max_tokens": rule(ge=1), "concurrency": rule(ge=1),
     "timeout_s": rule(gt=0), "connect_timeout_s": rule(gt=0), "retries": rule(ge=0), "backoff_s": rule(ge=0),
     "backoff_max_s": rule(ge=0), "unparsable_retries": rule(ge=0), "max_calls": rule(ge=0),

@@ -172,7 +172,7 @@ class JudgeSettings:
             raise JudgeConfigError("put the judge API key in an environment variable and name it in "
                                    "judge.api_key_env, never in the config (it would be written to disk)")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(cfg) - known - {"enabled", "name"})
+        unknown = sorted(set(cfg) - known - {"enabled"})
         if unknown:
             raise JudgeConfigError(f"unknown judge setting(s): {unknown}; known: {sorted(known)}")
         kwargs = {k: v for k, v in cfg.items() if k in known}
