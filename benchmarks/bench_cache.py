@@ -89,7 +89,8 @@ def measure(clips: int = 3, reps: int = 3, reference: bool = True) -> tuple[list
     from safetensors.torch import save_file
 
     from egoadapt.data.cache import InputCache
-    from egoadapt.inputs.encode import encode_clip, pixels
+    from egoadapt.inputs.encode import encode_clip
+    from egoadapt.inputs.patches import pixels
     from egoadapt.inputs.families.qwen2_5_vl import Qwen2_5_VL
 
     t0 = time.perf_counter()

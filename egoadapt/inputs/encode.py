@@ -7,7 +7,7 @@ video_grid_thw, second_per_grid_ts) in `egoadapt.data.cache.InputCache`.
 
 What is stored is compact: the processor's resized frames as uint8, already in its patch layout
 (the processor runs with rescale and normalise off), plus the per-channel mean and std of those
-two steps; `pixels(value)` runs them on read, as transformers does, so the model gets the very
+two steps; `egoadapt.inputs.patches.pixels` runs them on read, as transformers does, so the model gets the very
 float32 values the full processor gives. 4x fewer bytes than float32 patches (a 12-frame 854x480
 clip at the 7B recipes' 200704-pixel budget: 6.5 MB, was 26 MB), and a read costs a subtract and
 a divide per value (benchmarks/bench_cache.py).
@@ -28,23 +28,13 @@ import torch
 from egoadapt.data.cache import InputCache
 from egoadapt.data.frames import Clip, frame_setting, load_clip, refused
 from egoadapt.data.schema import FrameSource, Sample
+from egoadapt.inputs.families import as_family
+from egoadapt.inputs.patches import PIXELS
 
-PIXELS = "pixel_values_videos"
 # bump when the layout or the pixel pipeline changes (2: mixed frame sizes take the common one;
 # 3: pixels stored as uint8 patches, normalised on read)
 KEY_VERSION = 3
 STORAGE = "uint8-patches"  # how pixels are stored: part of every key
-
-
-def pixels(value: Mapping[str, Any]) -> torch.Tensor:
-    """`pixel_values_videos` as the model takes them (float32): stored uint8 patches rescaled and
-    normalised per channel, the processor's last step (a patch holds channel, time, row, column)."""
-    x = value[PIXELS]
-    if x.dtype != torch.uint8:  # stored as the processor gave it
-        return x.float()
-    n = x.shape[0]
-    mean, std = value["pixel_mean"].view(1, -1, 1), value["pixel_std"].view(1, -1, 1)
-    return x.view(n, mean.shape[1], -1).float().sub_(mean).div_(std).view(n, -1)
 
 
 def file_stamps(source: FrameSource) -> list[list]:
@@ -112,8 +102,6 @@ def encode_clip(family: Any, clip: Clip, processor_kwargs: Mapping[str, Any] | N
     normalise are left out (the resized uint8 pixels in patch layout are kept, with the mean and
     std that `pixels` applies on read); a processor that does not give uint8 that way is run in full.
     """
-    from egoadapt.inputs.families import as_family
-
     family = as_family(family)
     kwargs = dict(processor_kwargs or {})
     out = family.process(clip, **kwargs, do_rescale=False, do_normalize=False)
@@ -136,8 +124,6 @@ def vision_inputs(sample: Sample, frames_cfg: Any, family: Any, cache: InputCach
     Besides the tensors the value holds `fps` and `num_frames` of the clip (for the prompt).
     Raises FrameError (naming file, record and field) for frames that cannot be read or processed.
     """
-    from egoadapt.inputs.families import as_family
-
     family = as_family(family)
 
     def compute() -> dict[str, Any]:

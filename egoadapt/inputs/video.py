@@ -55,7 +55,7 @@ class VideoInputs:
 
     # ------------------------------------------------------------------ per sample
     def vision(self, sample_id: str) -> dict[str, Any]:
-        """The sample's vision inputs (pixels compact: `egoadapt.inputs.encode.pixels` gives the model's)."""
+        """The sample's vision inputs (pixels compact: `egoadapt.inputs.patches.pixels` gives the model's)."""
         hit = self._memory.get(sample_id)
         if hit is not None:
             self._memory.move_to_end(sample_id)

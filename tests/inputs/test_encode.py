@@ -86,7 +86,8 @@ def test_entries_are_compact_and_give_the_processors_pixels(processor, tmp_path)
     """Stored: uint8 pixels (a quarter of float32 on disk); read: the float32 values the full
     processor gives, bit for bit (training sees the same numbers as before)."""
     from egoadapt.data.frames import load_clip
-    from egoadapt.inputs.encode import STORAGE, encode_clip, pixels, vision_key_parts
+    from egoadapt.inputs.encode import STORAGE, encode_clip, vision_key_parts
+    from egoadapt.inputs.patches import pixels
 
     sample = frames_sample(noise_frames(tmp_path / "q", 5))  # odd: the processor pads time
     cache = InputCache(tmp_path / "cache")
