@@ -100,8 +100,11 @@ def test_the_rollout_server_client_has_a_deadline_too(tmp_path):
     from egoadapt.rollout.engines import VLLMServerEngine
 
     tok = SimpleNamespace(convert_tokens_to_ids=lambda t: 7, eos_token_id=2, unk_token_id=0)
+    family = SimpleNamespace(stop_token_ids=lambda: [2], vision_token_ids=lambda: [7],  # what the engine asks of it
+                             mm_processor_kwargs=lambda: {})
     with FaultServer("trickle_headers") as server:
-        engine = VLLMServerEngine(SimpleNamespace(tokenizer=tok, processor=None), {"max_tokens": 4, "temperature": 0.0},
+        engine = VLLMServerEngine(SimpleNamespace(tokenizer=tok, processor=None, family=family),
+                                  {"max_tokens": 4, "temperature": 0.0},
                                   server.base_url, "policy", tmp_path / "w", timeout=1.0, retries=1, backoff_s=0.01)
         engine._video_block = lambda sid: {"type": "video_url", "video_url": {"url": "data:video/mp4;base64,"}}
         messages = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
