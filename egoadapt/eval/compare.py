@@ -380,7 +380,7 @@ def run(cfg: Any) -> dict[str, Any]:
                                                     indent=2) + "\n")
     write_atomic(out / "compare.csv", compare_csv(result))
     write_atomic(out / "compare.md", compare_markdown(result))
-    if cfg.get("plots", True):
+    if cfg.plots:
         result["plots"] = [str(p) for p in plot(result, out)]
     write_atomic(out / "compare.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     return result

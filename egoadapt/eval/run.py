@@ -246,7 +246,7 @@ def score(cfg: DictConfig, items: list[Item], records: dict[Item, dict], by_id: 
     scoring = ScoringConfig.from_mapping(_container(cfg.reward), mode=cfg.mode)
     judge = Judge.from_config(cfg.judge) if any(p.qa == "open" for p in preds) else None
     try:
-        rows = score_records(preds, by_id, scoring, judge, cfg.get("score_chunk_size", 256),
+        rows = score_records(preds, by_id, scoring, judge, cfg.score_chunk_size,
                              str(Path(cfg.out) / "predictions.jsonl"))
         rows += [scored_skip(it, records[it], by_id[it.id]) for it in skipped]  # counted: incorrect
         summary = summarize(rows, cfg.mode, judge, n_samples=len(by_id))
@@ -307,7 +307,7 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     skip_unusable(items, by_id, cfg.frames, preds_log)  # what frame headers show, before a model loads
     try:
-        stats = generate_predictions(items, backend, preds_log, batch_size(cfg), bool(cfg.get("progress", True)),
+        stats = generate_predictions(items, backend, preds_log, batch_size(cfg), bool(cfg.progress),
                                      cfg.frames)
     finally:
         if "b" in holder:

@@ -320,7 +320,7 @@ def main(cfg: Any) -> int:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        rows = score_records(preds, samples, scoring, judge, cfg.get("chunk_size", 256), str(cfg.predictions), bad)
+        rows = score_records(preds, samples, scoring, judge, cfg.chunk_size, str(cfg.predictions), bad)
         summary = summarize(rows, cfg.mode, judge, n_samples=len(samples))
     finally:
         if judge is not None:

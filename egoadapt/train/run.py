@@ -310,7 +310,7 @@ def _run(cfg: DictConfig, out: Path, opened: list) -> Path:
         log.warning("resume=true but no checkpoint in %s: starting from step 0", out)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_state()  # out/trainer_state.json: the whole log history, for plots and the demo
-    final = save_final(trainer, processor, out, merge=bool(cfg.get("merge_lora", True) and peft_config(cfg.model)))
+    final = save_final(trainer, processor, out, merge=bool(cfg.merge_lora and peft_config(cfg.model)))
     log.info("saved %s", final)
     return final
 
@@ -385,7 +385,7 @@ def main(cfg: DictConfig) -> int:
 
     out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path(cfg.out)
     try:
-        if cfg.get("accelerate", {}).get("config_file"):  # e.g. each job of a Slurm sweep on its node
+        if cfg.accelerate.config_file:  # e.g. each job of a Slurm sweep on its node
             launch_job(cfg, out)  # its ranks run the preflight, on the node that has the GPUs
         else:
             run(cfg, out)
