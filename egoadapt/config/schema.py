@@ -160,7 +160,7 @@ Judge = _from_dataclass("Judge", JudgeSettings, {"enabled": bool}, {
     "backoff_max_s": rule(ge=0), "unparsable_retries": rule(ge=0), "max_calls": rule(ge=0),
     "fallback_mark": rule(ge=0, le=5), "breaker_failures": rule(ge=0), "breaker_cooldown_s": rule(gt=0),
     "max_failure_rate": rule(ge=0, le=1)})
-Reward = _from_dataclass("Reward", ScoringConfig, {"weights": dict[str, float]}, {
+Reward = _from_dataclass("Reward", ScoringConfig, {"weights": dict[str, float | None]}, {
     "mode": rule(*MODES), "judge_pass_mark": rule(ge=0, le=5), "count_tolerance": rule(ge=0),
     "iou_threshold": rule(ge=0, le=1), "time_tolerance_s": rule(ge=0), "time_window_s": rule(gt=0),
     "max_output_chars": rule(ge=1), "max_prediction_chars": rule(ge=1)})

@@ -215,7 +215,7 @@ def build_reward_funcs(reward_cfg: Any, judge: Judge | None = None) -> tuple[lis
     """(reward functions, weights) from a `reward` config node:
 
         mode: training            # or official
-        weights: {format: 0.1, accuracy: 1.0}
+        weights: {format: 0.1, accuracy: 1.0}   # null: off (never computed); 0: computed, logged, adds nothing
         ...scoring settings (see ScoringConfig)
     """
     try:
@@ -232,6 +232,8 @@ def build_reward_funcs(reward_cfg: Any, judge: Judge | None = None) -> tuple[lis
     scorer = BatchScorer(ScoringConfig.from_mapping(reward_cfg), judge)
     funcs, weights = [], []
     for name, w in weights_cfg.items():
+        if w is None:  # turned off (a structured config cannot delete a key): never computed
+            continue
         try:
             w = float(w)
         except (TypeError, ValueError):
@@ -240,4 +242,6 @@ def build_reward_funcs(reward_cfg: Any, judge: Judge | None = None) -> tuple[lis
             raise ValueError(f"reward weight for {name!r} must be finite, got {w}")
         funcs.append(make_reward(name, scorer))
         weights.append(w)
+    if not funcs:
+        raise ValueError(f"every reward is turned off (weight null) in {weights_cfg}: give at least one a weight")
     return funcs, weights

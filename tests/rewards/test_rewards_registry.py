@@ -5,9 +5,8 @@ import json
 import math
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from egoadapt.configs import CONF_DIR
+from egoadapt.config.compose import compose
 from egoadapt.rewards.judge import Judge, JudgeSettings
 from egoadapt.rewards.registry import (
     available_rewards,
@@ -17,13 +16,11 @@ from egoadapt.rewards.registry import (
 )
 from tests.rewards.judge_stub_server import StubJudgeServer
 
-CONF = CONF_DIR
 OPTIONS = ["hook", "scissors", "grasper", "clipper"]
 
 
 def reward_cfg(overrides=(), name="default"):
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
-        return compose(config_name="score", overrides=[f"reward={name}", *overrides]).reward
+    return compose("score", [f"reward={name}", *overrides]).reward
 
 
 def chat(text: str) -> list[dict]:
@@ -69,12 +66,22 @@ def test_official_mode_reward_is_the_benchmark_rule():
 
 
 def test_qa_specific_rewards_return_none_on_other_rows():
-    cfg = reward_cfg(["~reward.weights", "+reward.weights={close_accuracy: 1.0, open_accuracy: 1.0}"])
+    cfg = reward_cfg(["reward.weights.format=null", "reward.weights.accuracy=null",  # off: not built
+                      "+reward.weights.close_accuracy=1.0", "+reward.weights.open_accuracy=1.0"])
     close_acc, open_acc = build_reward_funcs(cfg)[0]
     outs = [json.dumps({"prediction": "B"}), json.dumps({"prediction": "scissors"})]
     cols = columns(2, ["close", "open"])
     assert close_acc(prompts=None, completions=outs, **cols) == [1.0, None]
     assert open_acc(prompts=None, completions=outs, **cols) == [None, 1.0]
+
+
+def test_a_null_weight_turns_a_reward_off():
+    funcs, weights = build_reward_funcs({"weights": {"format": None, "accuracy": 1.0}})
+    assert len(funcs) == 1 and weights == [1.0]
+    funcs, weights = build_reward_funcs({"weights": {"format": 0, "accuracy": 1.0}})  # 0: computed, adds nothing
+    assert len(funcs) == 2 and weights == [0.0, 1.0]
+    with pytest.raises(ValueError, match="every reward is turned off"):
+        build_reward_funcs({"weights": {"format": None}})
 
 
 def test_missing_columns_default_sensibly_and_lettered_options():
