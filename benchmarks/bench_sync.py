@@ -147,17 +147,22 @@ def peak_extra_mib(method: str, path: Path, zero3: bool = False) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])["extra_mib"]
 
 
-def measure(size: str, rounds: int, work: Path) -> dict:
-    from egoadapt.rollout.engines import VLLMServerEngine
-    from egoadapt.rollout.server import VLLMServer
-
+def setup(size: str, work: Path) -> tuple:
+    """(checkpoint path, its model in memory, parameter count, MiB of weights, engine video inputs)."""
     path = build(size, work / size)
     model = load(path)
     for p in model.parameters():  # page in weights that are mmapped from the checkpoint
         float(p.sum())
     n_params = sum(p.numel() for p in model.parameters())
-    file_mib = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
-    video = engine_video(path)
+    mib = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+    return path, model, n_params, mib, engine_video(path)
+
+
+def measure(size: str, rounds: int, work: Path) -> dict:
+    from egoadapt.rollout.engines import VLLMServerEngine
+    from egoadapt.rollout.server import VLLMServer
+
+    path, model, n_params, file_mib, video = setup(size, work)
     with VLLMServer(str(path), served_model_name="policy", log_path=work / f"{size}.server.log") as server:
         engine = VLLMServerEngine(video, {"max_tokens": 4, "temperature": 0.0}, server.base_url, "policy",
                                   work / f"{size}.weights")
@@ -191,13 +196,7 @@ def transfer_vs_disk(size: str, rounds: int, work: Path) -> dict:
     from egoadapt.rollout.engines import VLLMServerEngine
     from egoadapt.rollout.server import VLLMServer
 
-    path = build(size, work / size)
-    model = load(path)
-    for p in model.parameters():  # page in weights that are mmapped from the checkpoint
-        float(p.sum())
-    n_params = sum(p.numel() for p in model.parameters())
-    mib = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
-    video = engine_video(path)
+    path, model, n_params, mib, video = setup(size, work)
     trainer = trainer_of(model)
     with VLLMServer(str(path), served_model_name="policy", log_path=work / f"{size}.server.log",
                     startup_timeout=600) as server:
