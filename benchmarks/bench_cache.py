@@ -90,8 +90,8 @@ def measure(clips: int = 3, reps: int = 3, reference: bool = True) -> tuple[list
 
     from egoadapt.data.cache import InputCache
     from egoadapt.inputs.encode import encode_clip
-    from egoadapt.inputs.patches import pixels
     from egoadapt.inputs.families.qwen2_5_vl import Qwen2_5_VL
+    from egoadapt.inputs.patches import pixels
 
     t0 = time.perf_counter()
     processor = build_processor()

@@ -106,8 +106,8 @@ def run(quick: bool = False) -> list[dict]:
                 inputs = generation_batch(trainer)
                 frames = int(trainer.video.vision(trainer.train_dataset[0]["sample_id"])["num_frames"])
                 share = tower_share(trainer, inputs)
-                times = common.alternate({"dedupe": lambda: step_passes(trainer, inputs, True),
-                                          "per row": lambda: step_passes(trainer, inputs, False)}, reps)
+                times = common.alternate({"dedupe": lambda t=trainer, i=inputs: step_passes(t, i, True),
+                                          "per row": lambda t=trainer, i=inputs: step_passes(t, i, False)}, reps)
                 name = f"{size}, {tower} tower: old + ref + policy passes, G={G}, {frames} frames"
                 rows.append(common.ab_row(name, "dedupe", "per row", times["dedupe"], times["per row"], "s/step",
                                           False, {"tower share (per row)": f"{100 * share:.0f}%"}))

@@ -17,6 +17,27 @@ os.environ["EGOADAPT_CACHE_DIR"] = tempfile.mkdtemp(prefix="egoadapt-test-cache-
 atexit.register(shutil.rmtree, os.environ["EGOADAPT_CACHE_DIR"], ignore_errors=True)
 
 
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Loading a model or a processor fails the test: what is checked must be checked first."""
+    import egoadapt.models.loading as loading
+
+    def boom(*a, **k):
+        raise AssertionError("a model or processor was loaded before the checks ran")
+    monkeypatch.setattr(loading, "load_model", boom)
+    monkeypatch.setattr(loading, "load_processor", boom)
+
+
+@pytest.fixture
+def config_only_model(tmp_path):
+    """A checkpoint folder with only a config.json (a Qwen2.5-VL one): passes the model-path and
+    model-family checks; never loadable."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "qwen2_5_vl"}')
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A micro Qwen2.5-VL checkpoint folder (random weights, local tokenizer/processors)."""

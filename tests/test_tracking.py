@@ -99,25 +99,16 @@ def test_secrets_never_reach_the_tracker():
 # ------------------------------------------------------------------ other trackers, refused before loading
 
 @pytest.mark.parametrize("name", ["tensorboard", "trackio"])
-def test_missing_tracker_is_refused_naming_the_extra(name, tmp_path, tiny_config_model, monkeypatch):
+def test_missing_tracker_is_refused_naming_the_extra(name, tmp_path, config_only_model, monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda m, *a: None if m == name else real(m, *a))  # not installed
     with pytest.raises(SystemExit) as e:
-        cli(["train", "recipe=demo/tiny_sft", f"out={tmp_path / 'run'}", f"model.path={tiny_config_model}",
+        cli(["train", "recipe=demo/tiny_sft", f"out={tmp_path / 'run'}", f"model.path={config_only_model}",
              f"data.root={tmp_path}", f"logger={name}"])
     assert f"{name} is not installed; pip install 'egoadapt[{name}]'" in str(e.value)
     assert not (tmp_path / "run").exists()  # refused before Hydra wrote anything
-
-
-@pytest.fixture
-def tiny_config_model(tmp_path):
-    """A folder that passes the model-path check (a config.json), without weights."""
-    folder = tmp_path / "model"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
-    return folder
 
 
 # ------------------------------------------------------------------ a sweep job, its eval and a comparison

@@ -12,8 +12,8 @@ import pytest
 
 from egoadapt import cli
 from egoadapt.cli import CONF_DIR, compose, recipes
-from egoadapt.config import compose as compose_module
 from egoadapt.config import ConfigError, check, is_secret_key, problems
+from egoadapt.config import compose as compose_module
 from egoadapt.config.trainer import grpo_batch_problem
 
 SECRET = "sk-do-not-print-me"
@@ -22,23 +22,8 @@ PRIMARY = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
 
 
 @pytest.fixture(autouse=True)
-def no_model_load(monkeypatch):
-    """Loading a model or a processor fails the test: the checks must come first."""
-    import egoadapt.models.loading as loading
-
-    def boom(*a, **k):
-        raise AssertionError("a model was loaded before the config was checked")
-    monkeypatch.setattr(loading, "load_model", boom)
-    monkeypatch.setattr(loading, "load_processor", boom)
-
-
-@pytest.fixture
-def fake_model(tmp_path):
-    """A folder that passes the model-path and model-family checks (config.json); never loaded."""
-    folder = tmp_path / "model"
-    folder.mkdir()
-    (folder / "config.json").write_text('{"model_type": "qwen2_5_vl"}')
-    return folder
+def _checks_come_first(no_model_load):
+    """Every test here: loading a model or a processor fails it."""
 
 
 def nothing_written(out: Path) -> bool:
@@ -128,26 +113,26 @@ BAD_TRAIN = [
 
 
 @pytest.mark.parametrize("overrides,expected", BAD_TRAIN, ids=[" ".join(o) for o, _ in BAD_TRAIN])
-def test_bad_train_config_fails_before_anything_is_written(overrides, expected, fake_model, tmp_path):
+def test_bad_train_config_fails_before_anything_is_written(overrides, expected, config_only_model, tmp_path):
     out = tmp_path / "run"
-    msg = train("recipe=demo/tiny_grpo", f"out={out}", f"model.path={fake_model}", f"data.root={tmp_path}",
+    msg = train("recipe=demo/tiny_grpo", f"out={out}", f"model.path={config_only_model}", f"data.root={tmp_path}",
                 *overrides)
     for part in expected:
         assert part in msg, msg
     assert not out.exists()  # not even Hydra's .hydra/ or train.log
 
 
-def test_all_problems_are_listed_at_once(fake_model, tmp_path):
-    msg = train("recipe=demo/tiny_sft", f"out={tmp_path / 'run'}", f"model.path={fake_model}",
+def test_all_problems_are_listed_at_once(config_only_model, tmp_path):
+    msg = train("recipe=demo/tiny_sft", f"out={tmp_path / 'run'}", f"model.path={config_only_model}",
                 f"data.root={tmp_path}", "frames.max_frames=0", "+frames.max_frame=3", "trainer.num_train_epochs=x")
     assert "3 problems" in msg and "frames.max_frames" in msg and "max_frame " in msg and "num_train_epochs" in msg
 
 
 @pytest.mark.parametrize("override", [f"+judge.api_key={SECRET}", f"judge.api_key={SECRET}",
                                       f"trainer.hub_token={SECRET}", f"+logger.password={SECRET}"])
-def test_a_secret_is_refused_before_anything_is_written(override, fake_model, tmp_path, capsys):
+def test_a_secret_is_refused_before_anything_is_written(override, config_only_model, tmp_path, capsys):
     out = tmp_path / "run"
-    msg = train("recipe=demo/tiny_grpo", f"out={out}", f"model.path={fake_model}", f"data.root={tmp_path}", override)
+    msg = train("recipe=demo/tiny_grpo", f"out={out}", f"model.path={config_only_model}", f"data.root={tmp_path}", override)
     key = override.lstrip("+").split("=")[0]
     assert key in msg and "environment variable" in msg
     if key.startswith("judge."):
@@ -156,16 +141,16 @@ def test_a_secret_is_refused_before_anything_is_written(override, fake_model, tm
     assert not out.exists()
 
 
-def test_out_naming_a_file_is_refused(fake_model, tmp_path):
+def test_out_naming_a_file_is_refused(config_only_model, tmp_path):
     out = tmp_path / "a_file"
     out.write_text("keep me")
-    msg = train("recipe=demo/tiny_sft", f"out={out}", f"model.path={fake_model}", f"data.root={tmp_path}")
+    msg = train("recipe=demo/tiny_sft", f"out={out}", f"model.path={config_only_model}", f"data.root={tmp_path}")
     assert f"out={out}: an existing file" in msg and out.read_text() == "keep me"
-    msg = train("recipe=demo/tiny_sft", f"out={out / 'run'}", f"model.path={fake_model}", f"data.root={tmp_path}")
+    msg = train("recipe=demo/tiny_sft", f"out={out / 'run'}", f"model.path={config_only_model}", f"data.root={tmp_path}")
     assert "is a file" in msg
 
 
-def test_a_typo_in_a_recipe_file_names_the_key(fake_model, tmp_path, monkeypatch):
+def test_a_typo_in_a_recipe_file_names_the_key(config_only_model, tmp_path, monkeypatch):
     recipes_dir = tmp_path / "recipes"
     recipes_dir.mkdir()
     (recipes_dir / "typo.yaml").write_text("# @package _global_\ndefaults:\n  - /train\n  - override /trainer: sft\n"
@@ -173,14 +158,14 @@ def test_a_typo_in_a_recipe_file_names_the_key(fake_model, tmp_path, monkeypatch
                                            "judge:\n  timout_s: 5\n")
     monkeypatch.setattr(compose_module, "RECIPES_DIR", recipes_dir)
     out = tmp_path / "run"
-    msg = train("recipe=typo", f"out={out}", f"model.path={fake_model}", f"data.root={tmp_path}")
+    msg = train("recipe=typo", f"out={out}", f"model.path={config_only_model}", f"data.root={tmp_path}")
     assert "frames.max_frame (did you mean max_frames?)" in msg and "judge.timout_s (did you mean timeout_s?)" in msg
     assert not out.exists()
 
 
-def test_a_sweep_is_checked_job_by_job_before_any_job_runs(fake_model, tmp_path):
+def test_a_sweep_is_checked_job_by_job_before_any_job_runs(config_only_model, tmp_path):
     out = tmp_path / "sweep"
-    msg = train("-m", "recipe=demo/tiny_grpo", f"out={out}", f"model.path={fake_model}", f"data.root={tmp_path}",
+    msg = train("-m", "recipe=demo/tiny_grpo", f"out={out}", f"model.path={config_only_model}", f"data.root={tmp_path}",
                 "trainer.per_device_train_batch_size=16,12")
     assert "per_device_train_batch_size 12" in msg and "multiple of num_generations" in msg
     assert not out.exists()
@@ -205,8 +190,8 @@ def test_grpo_batch_rule_counts_processes(monkeypatch):
 # ------------------------------------------------------------------ eval, score, data
 
 @pytest.fixture
-def eval_args(fake_model, tmp_path):
-    return ["eval", f"checkpoint={fake_model}", "data=synthetic", f"data.root={tmp_path}", f"out={tmp_path / 'ev'}"]
+def eval_args(config_only_model, tmp_path):
+    return ["eval", f"checkpoint={config_only_model}", "data=synthetic", f"data.root={tmp_path}", f"out={tmp_path / 'ev'}"]
 
 
 BAD_EVAL = [
@@ -240,11 +225,11 @@ def test_eval_out_naming_a_file_is_refused(eval_args, tmp_path, capsys):
     assert "an existing file" in capsys.readouterr().err and (tmp_path / "ev").read_text() == "keep me"
 
 
-def test_evaluate_from_python_checks_too(fake_model, tmp_path):
+def test_evaluate_from_python_checks_too(config_only_model, tmp_path):
     from egoadapt.eval.generate import EvalError
     from egoadapt.eval.run import config, evaluate
 
-    cfg = config(f"checkpoint={fake_model}", "data=synthetic", f"data.root={tmp_path}", f"out={tmp_path / 'ev'}",
+    cfg = config(f"checkpoint={config_only_model}", "data=synthetic", f"data.root={tmp_path}", f"out={tmp_path / 'ev'}",
                  f"+judge.api_key={SECRET}")
     with pytest.raises(EvalError, match="judge.api_key_env"):
         evaluate(cfg)
@@ -294,10 +279,10 @@ def test_data_split_out_naming_a_folder_is_refused(tmp_path, capsys):
     assert "an existing folder, not a file" in capsys.readouterr().err
 
 
-def test_a_secret_never_reaches_the_disk_or_the_terminal(fake_model, tmp_path):
+def test_a_secret_never_reaches_the_disk_or_the_terminal(config_only_model, tmp_path):
     """As a user runs it: a separate process, its exit status and its output."""
     out = tmp_path / "ev"
-    proc = subprocess.run([sys.executable, "-m", "egoadapt.cli", "eval", f"checkpoint={fake_model}", "data=synthetic",
+    proc = subprocess.run([sys.executable, "-m", "egoadapt.cli", "eval", f"checkpoint={config_only_model}", "data=synthetic",
                            f"data.root={tmp_path}", f"out={out}", f"+judge.api_key={SECRET}"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0

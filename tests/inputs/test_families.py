@@ -24,16 +24,6 @@ def foreign_checkpoint(tmp_path):
     return folder
 
 
-@pytest.fixture
-def no_model_load(monkeypatch):
-    import egoadapt.models.loading as loading
-
-    def boom(*a, **k):
-        raise AssertionError("a model or processor was loaded before the family was checked")
-    monkeypatch.setattr(loading, "load_model", boom)
-    monkeypatch.setattr(loading, "load_processor", boom)
-
-
 def test_the_checkpoints_model_type_picks_the_family(tiny_model_dir):
     assert family_class(str(tiny_model_dir)) is Qwen2_5_VL and FAMILIES["qwen2_5_vl"] is Qwen2_5_VL
 

@@ -228,28 +228,20 @@ def test_yaml_defaults_match_the_settings_defaults():
     assert not differ
 
 
-@pytest.fixture
-def fake_checkpoint(tmp_path):
-    folder = tmp_path / "ckpt"
-    folder.mkdir()
-    (folder / "config.json").write_text('{"model_type": "qwen2_5_vl"}')  # passes the family preflight; never loaded
-    return folder
-
-
-def test_eval_refuses_a_judge_without_url_before_writing(fake_checkpoint, tmp_path, capsys):
+def test_eval_refuses_a_judge_without_url_before_writing(config_only_model, tmp_path, capsys):
     out = tmp_path / "ev"
-    rc = cli.main(["eval", f"checkpoint={fake_checkpoint}", "data=synthetic", f"data.root={tmp_path}",
+    rc = cli.main(["eval", f"checkpoint={config_only_model}", "data=synthetic", f"data.root={tmp_path}",
                    f"out={out}", "judge=openai"])
     assert rc == 2 and "judge.base_url" in capsys.readouterr().err
     assert not out.exists()
     # CloseQA only: the judge is never asked, so its config does not matter
-    cfg = cli.compose("eval", [f"checkpoint={fake_checkpoint}", f"out={out}", "judge=openai", "qa=close"])
+    cfg = cli.compose("eval", [f"checkpoint={config_only_model}", f"out={out}", "judge=openai", "qa=close"])
     from egoadapt.eval.run import preflight
 
     preflight(cfg)
 
 
-def test_train_grpo_refuses_a_judge_without_url_before_loading(fake_checkpoint, tmp_path, monkeypatch):
+def test_train_grpo_refuses_a_judge_without_url_before_loading(config_only_model, tmp_path, monkeypatch):
     import egoadapt.models.loading as loading
 
     def boom(*a, **k):
@@ -257,7 +249,7 @@ def test_train_grpo_refuses_a_judge_without_url_before_loading(fake_checkpoint, 
     monkeypatch.setattr(loading, "load_model", boom)
     monkeypatch.setattr(loading, "load_processor", boom)
     with pytest.raises(SystemExit, match=r"judge\.model"):
-        cli.main(["train", "recipe=demo/tiny_grpo", f"out={tmp_path / 'run'}", f"model.path={fake_checkpoint}",
+        cli.main(["train", "recipe=demo/tiny_grpo", f"out={tmp_path / 'run'}", f"model.path={config_only_model}",
                   f"data.root={tmp_path}", "judge=openai", "judge.base_url=http://127.0.0.1:1/v1"])
     assert not (tmp_path / "run" / "config.yaml").exists()
 

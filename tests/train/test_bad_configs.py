@@ -12,17 +12,6 @@ def run(*args):
     return str(e.value)
 
 
-@pytest.fixture
-def no_model_load(monkeypatch):
-    """Any attempt to load a model fails the test: checks must come first."""
-    import egoadapt.models.loading as loading
-
-    def boom(*a, **k):
-        raise AssertionError("a model was loaded before the config was checked")
-    monkeypatch.setattr(loading, "load_model", boom)
-    monkeypatch.setattr(loading, "load_processor", boom)
-
-
 def test_unknown_recipe_lists_the_recipes():
     msg = run("recipe=demo/tiny_sfft", "out=/tmp/x")
     assert "unknown recipe 'demo/tiny_sfft'" in msg and "demo/tiny_sft" in msg

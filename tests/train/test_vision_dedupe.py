@@ -110,7 +110,7 @@ def frozen(tiny_model_dir, synth_dir, tmp_path_factory):
 def assert_grads_match(a: dict, b: dict) -> None:
     assert set(a) == set(b)
     for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_trained_tower_dedupe_matches_per_row(trained):

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 
 from egoadapt.data.frames import Clip
-from egoadapt.inputs.patches import pixels
 from egoadapt.inputs.families.base import VideoFamily
+from egoadapt.inputs.patches import pixels
 
 VISION_SPECIAL_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
 
