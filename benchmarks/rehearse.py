@@ -278,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         row = {"seconds": round(secs, 1), "peak_rss_mb": round(rss / 2**20)}
         if run_dir is not None:
             row["sync_seconds"] = sync_seconds(run_dir)
+            if "rollout=vllm_server" in map(str, cmd):  # rollout.sync=auto: disk leaves <out>/rollout_weights
+                row["sync"] = "disk" if any((run_dir / "rollout_weights").glob("step-*")) else "transfer"
         row["cache_bytes_per_clip"] = cache_bytes_per_clip(cache)
         return row
 

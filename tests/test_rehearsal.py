@@ -28,5 +28,6 @@ def test_quick_rehearsal_runs_the_longest_clips_end_to_end(tmp_path):
         assert phases[name]["sync_seconds"] is not None, name  # weights went to vLLM after a step
         assert (out / name.replace("_vllm", "") / "final" / "model.safetensors").is_file()
     assert phases["grpo_vllm_server"]["server_peak_rss_mb"] > 0
+    assert phases["grpo_vllm_server"]["sync"] == "transfer"  # the default server + rollout.sync=auto: gloo engine
     results = json.loads((out / "eval" / "results.json").read_text())
     assert results["counts"]["scored"] == phases["data"]["subset"]  # every clip evaluated, the longest included

@@ -536,7 +536,7 @@ def run_grpo(plan, out, model, config, processor, video, samples, ids, flops, pe
     vllm_tokens = {}
     for n in plan.frames:
         sid = ids[n][0]
-        req = engine.requests([video.messages(sid, "closeqa")], [sid])
+        req = engine.vllm_inputs([video.request(sid, "close", tokenize=False)])
         o = engine.llm.generate(req, SamplingParams(max_tokens=1), use_tqdm=False)[0]
         vllm_tokens[n] = len(o.prompt_token_ids)
     out("vllm_start", seconds=start_s, max_model_len=max_model_len, gpu_memory_utilization=kw.get(

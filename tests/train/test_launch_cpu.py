@@ -66,7 +66,9 @@ def test_grpo_with_vllm_server(tiny_model_dir, synth_dir, tmp_path):
     with VLLMServer(str(tiny_model_dir), served_model_name="policy", log_path=tmp_path / "server.log") as server:
         out = train("demo/tiny_grpo", tiny_model_dir, synth_dir, tmp_path / "server", "rollout=vllm_server",
                     f"rollout.base_url={server.base_url}", "rollout.model=policy", "trainer.max_steps=3",
-                    "trainer.learning_rate=1e-2", *GRPO_SMALL)
+                    "trainer.learning_rate=1e-2", "rollout.sync=disk", *GRPO_SMALL)
+    # (sync=auto takes the server's weight-transfer engine: benchmarks/rehearse.py --quick runs that
+    # through this command, tests/rollout/test_weight_sync.py checks both ways token for token)
     # the server was handed the weights after steps 1 and 2, each time in a fresh folder; only
     # the last one is left, and each sync was timed
     synced = [p for p in (out / "rollout_weights").iterdir()]
