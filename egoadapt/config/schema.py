@@ -340,6 +340,7 @@ class DataSynth:  # egoadapt.data.synthetic.SynthConfig
 
 @dataclass
 class ModelTiny:
+    family: str = MISSING      # a module of egoadapt/models/tiny/ (checked when it builds)
     size: str = rule("micro", "small")
     out: str = rule(output="dir")
     seed: int = MISSING

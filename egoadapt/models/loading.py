@@ -1,4 +1,4 @@
-"""Load a Qwen2.5-VL-family checkpoint (hub id or local folder) for training or evaluation.
+"""Load a video MLLM checkpoint (hub id or local folder) for training or evaluation.
 
 Config (`conf/model/*.yaml`): path, dtype (auto|bfloat16|float16|float32), attn_implementation
 (auto|sdpa|eager|flash_attention_2), freeze_vision, lora {enabled, r, alpha, dropout,
@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from egoadapt.configs import complete
 
 log = logging.getLogger(__name__)
-
-VISION_PREFIXES = ("model.visual.", "visual.")
-
 
 class ModelConfigError(ValueError):
     pass
@@ -66,8 +65,9 @@ def load_processor(model_cfg: Any):
     return processor
 
 
-def load_model(model_cfg: Any, training: bool = True):
-    """The model, with vision tower frozen or not; LoRA is applied by TRL from `peft_config()`."""
+def load_model(model_cfg: Any, training: bool = True, vision_prefixes: Sequence[str] = ()):
+    """The model, with vision tower frozen or not; LoRA is applied by TRL from `peft_config()`.
+    `vision_prefixes`: the tower's parameter-name prefixes (the model family's), for freeze_vision."""
     from transformers import AutoModelForImageTextToText
 
     model_cfg = complete("model", model_cfg, "base")
@@ -77,16 +77,19 @@ def load_model(model_cfg: Any, training: bool = True):
         attn_implementation=resolve_attention(model_cfg.attn_implementation),
     )
     if training and model_cfg.freeze_vision:
-        frozen = 0
+        if not vision_prefixes:
+            raise ModelConfigError("model.freeze_vision=true: the model family's vision_prefixes are needed")
+        vision_prefixes, frozen = tuple(vision_prefixes), 0
         for name, param in model.named_parameters():
-            if name.startswith(VISION_PREFIXES):
+            if name.startswith(vision_prefixes):
                 param.requires_grad_(False)
                 frozen += getattr(param, "ds_numel", param.numel())  # ZeRO-3: the full size
         log.info("froze the vision tower (%.1f M parameters)", frozen / 1e6)
     return model
 
 
-def peft_config(model_cfg: Any):
+def peft_config(model_cfg: Any, vision_prefixes: Sequence[str] = ()):
+    """LoRA's config, or None; a frozen vision tower (`vision_prefixes`: the family's) gets no adapters."""
     model_cfg = complete("model", model_cfg, "base")
     lora = model_cfg.lora
     if not lora.enabled:
@@ -96,7 +99,9 @@ def peft_config(model_cfg: Any):
     targets = lora.target_modules
     exclude = list(lora.exclude_modules)
     if model_cfg.freeze_vision:
-        exclude = r".*visual.*"  # a frozen vision tower gets no adapters either (regex, as PEFT takes it)
+        if not vision_prefixes:
+            raise ModelConfigError("model.freeze_vision=true: the model family's vision_prefixes are needed")
+        exclude = "(?:" + "|".join(map(re.escape, vision_prefixes)) + ").*"  # PEFT matches it with re.fullmatch
     return LoraConfig(
         r=int(lora.r), lora_alpha=int(lora.alpha), lora_dropout=float(lora.dropout), task_type="CAUSAL_LM",
         target_modules=targets if isinstance(targets, str) else list(targets),

@@ -108,10 +108,10 @@ class VideoGRPOTrainer(VerifiedResumeMixin, GRPOTrainer):
     def __init__(self, *args, video: VideoInputs, engine: RolloutEngine, vision_dedupe: bool = True, **kwargs):
         self.video = video
         self.engine = engine
-        self.vision_dedupe = vision_dedupe
+        self.vision_dedupe = vision_dedupe and video.family.precomputed_features
         self.batch_scope = BatchScope()  # the VideoBatch of the rollout / log-prob pass running now
         super().__init__(*args, rollout_func=VideoRollout(engine, video), **kwargs)
-        self.tower_frozen = not tower_trains(self.model)
+        self.tower_frozen = not tower_trains(self.model, video)
         self._correct_with_engine_logprobs()
 
     def _correct_with_engine_logprobs(self) -> None:

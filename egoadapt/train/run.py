@@ -277,7 +277,7 @@ def _run(cfg: DictConfig, out: Path, opened: list) -> Path:
     video = VideoInputs(samples, processor, cfg.frames, cfg.prompt, cache=cache,
                         ram_bytes=cfg.get("cache_ram_bytes"), family=family)
     samples = usable_samples(samples, video, out)  # every clip read and processed before the model loads
-    model = load_model(cfg.model, training=True)  # under ZeRO-3, partitioned as it loads (args set that up)
+    model = load_model(cfg.model, training=True, vision_prefixes=family.vision_prefixes)  # under ZeRO-3, partitioned as it loads (args set that up)
     log_param_share(model, state.process_index)
     dataset = build_dataset(samples, video, qa=cfg.data.get("qa", "close"), with_target=cfg.algorithm == "sft")
     log.info("%s on %d rows (%d samples), process %d of %d -> %s", cfg.algorithm.upper(), len(dataset), len(samples),
@@ -289,7 +289,7 @@ def _run(cfg: DictConfig, out: Path, opened: list) -> Path:
 
         trainer = VideoSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
                                   data_collator=VideoSFTCollator(video, args.max_length),
-                                  peft_config=peft_config(cfg.model))
+                                  peft_config=peft_config(cfg.model, family.vision_prefixes))
     else:
         from egoadapt.rewards.judge import Judge
         from egoadapt.rewards.registry import build_reward_funcs
@@ -303,14 +303,14 @@ def _run(cfg: DictConfig, out: Path, opened: list) -> Path:
         engine = build_engine(cfg, video, out, state.num_processes, context)
         opened.append(engine)
         trainer = VideoGRPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
-                                   reward_funcs=funcs, peft_config=peft_config(cfg.model), video=video, engine=engine,
+                                   reward_funcs=funcs, peft_config=peft_config(cfg.model, family.vision_prefixes), video=video, engine=engine,
                                    vision_dedupe=bool(cfg.vision_dedupe))
     resume = last_checkpoint(out) if cfg.get("resume") else None
     if cfg.get("resume") and resume is None:
         log.warning("resume=true but no checkpoint in %s: starting from step 0", out)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_state()  # out/trainer_state.json: the whole log history, for plots and the demo
-    final = save_final(trainer, processor, out, merge=bool(cfg.merge_lora and peft_config(cfg.model)))
+    final = save_final(trainer, processor, out, merge=bool(cfg.merge_lora and cfg.model.lora.enabled))
     log.info("saved %s", final)
     return final
 

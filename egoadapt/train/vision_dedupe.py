@@ -2,11 +2,13 @@
 
 The G completions of a clip share its pixels, so the per-row call (`pixel_values_videos` for
 every row) runs the tower G times on the same input in the old-policy, reference and policy
-passes. `ClipFeatures` runs the tower once on the unique clips of a pass, through the model's
-own `get_video_features`, and hands each row its clip's output through `mm_encoder_outputs`,
-transformers' seam for precomputed encoder outputs: the placeholder check, the scatter into
-the embeddings, the mRoPE positions (from each row's `video_grid_thw`/`second_per_grid_ts`) and
-the LM are the model's own code, as in the per-row call. When the tower trains, the gradient
+passes. `ClipFeatures` runs the tower once on the unique clips of a pass, through the model
+family's `video_features` (the model's own `get_video_features`), and hands each row its clip's
+output through the family's `encoder_outputs` (transformers' `mm_encoder_outputs` seam for
+precomputed encoder outputs): the placeholder check, the scatter into the embeddings, the
+positions (from each row's grid and time step) and the LM are the model's own code, as in the
+per-row call. A family whose model takes no precomputed features says so
+(`precomputed_features = False`) and GRPO runs the tower per row. When the tower trains, the gradient
 of a shared output is the sum over the rows that use it, which is what the per-row
 computation gives. The tower is a submodule called by its own `__call__`, so LoRA layers in it
 and DeepSpeed's ZeRO-3 parameter-gathering hooks (registered on every submodule) run as in the
@@ -30,20 +32,16 @@ from egoadapt.inputs.video import VideoInputs
 
 
 def unwrap(model) -> torch.nn.Module:
-    """The transformers model under DDP / DeepSpeed / PEFT wrappers (the one with `get_video_features`)."""
+    """The transformers model under DDP / DeepSpeed / PEFT wrappers."""
     from accelerate.utils import extract_model_from_parallel
 
     model = extract_model_from_parallel(model)
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def vision_tower(model) -> torch.nn.Module:
-    return unwrap(model).base_model.visual
-
-
-def tower_trains(model) -> bool:
+def tower_trains(model, video: VideoInputs) -> bool:
     """Whether any parameter of the vision tower (LoRA's included) gets a gradient."""
-    return any(p.requires_grad for p in vision_tower(model).parameters())
+    return any(p.requires_grad for p in video.family.vision_tower(unwrap(model)).parameters())
 
 
 class ClipFeatures:
@@ -63,24 +61,21 @@ class ClipFeatures:
     def model_inputs(self, model, sample_ids: Sequence[str], device: torch.device) -> dict[str, Any]:
         """The video inputs of rows `sample_ids` for the model's forward, without pixels: each
         row's own grid and time step (mRoPE) and its clip's tower output."""
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
-
         self._encode(model, [c for c in dict.fromkeys(sample_ids) if c not in self._features], device)
         out: dict[str, Any] = {k: torch.cat([self._per_clip[c][k] for c in sample_ids])
                                for k in self._per_clip[sample_ids[0]]}
-        out["mm_encoder_outputs"] = {"video": BaseModelOutputWithPooling(
-            pooler_output=tuple(self._features[c] for c in sample_ids))}
-        return out
+        return {**out, **self.video.family.encoder_outputs([self._features[c] for c in sample_ids])}
 
     def _encode(self, model, clips: list[str], device: torch.device) -> None:
         if not clips:
             return
         vision = {k: v.to(device) for k, v in self.video.collate(clips).items()}
-        pixels, grids = vision.pop("pixel_values_videos"), vision["video_grid_thw"]
-        if grids.size(0) != len(clips):
-            raise RuntimeError(f"vision dedupe expects one video per sample; clips {clips} have {grids.size(0)}")
         with torch.no_grad() if self.detached else contextlib.nullcontext():
-            features = unwrap(model).get_video_features(pixels, grids, return_dict=True).pooler_output
+            features = self.video.family.video_features(unwrap(model), vision)
+        if len(features) != len(clips):
+            raise RuntimeError(f"vision dedupe expects one video per sample; clips {clips} gave {len(features)}")
+        pixel_keys = {k for k in vision if k.startswith("pixel_values")}
+        vision = {k: v for k, v in vision.items() if k not in pixel_keys}
         for i, clip in enumerate(clips):
             self._features[clip] = features[i]
             self._per_clip[clip] = {k: v[i:i + 1] for k, v in vision.items()}  # one row per video

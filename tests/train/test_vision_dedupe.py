@@ -13,7 +13,7 @@ from trl.trainer.utils import shuffle_sequence_dict, split_tensor_dict
 from egoadapt.cli import main as cli
 from egoadapt.train.grpo import VideoGRPOTrainer
 from egoadapt.train.video_batch import BatchScope, VideoBatch
-from egoadapt.train.vision_dedupe import vision_tower
+from egoadapt.train.vision_dedupe import unwrap
 from tests.train import helpers  # noqa: F401  registers the test_length reward (advantages never all zero)
 
 G = 4  # completions per clip
@@ -71,7 +71,7 @@ class TowerCalls:
     """Counts the clips the vision tower encodes (one grid row per clip) while in a `with` block."""
 
     def __init__(self, trainer):
-        self.tower, self.calls, self.clips = vision_tower(trainer.model), 0, 0
+        self.tower, self.calls, self.clips = trainer.video.family.vision_tower(unwrap(trainer.model)), 0, 0
 
     def hook(self, module, args, kwargs):
         grid = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)

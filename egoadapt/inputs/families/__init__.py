@@ -1,23 +1,41 @@
 """Model families: the checkpoint's config `model_type` picks one (never a user flag).
 
-`FAMILIES` maps a `model_type` to its `VideoFamily` subclass (one module each). `for_checkpoint`
+`FAMILIES` maps a `model_type` to its `VideoFamily` subclass, found in this package's modules (one
+per family; a family serving several model types, dense and MoE, lists them). `for_checkpoint`
 reads the model type from the checkpoint's config and refuses one the seam does not know,
 naming the known ones; train and eval call it in preflight (`check_family`), before any data
 or model loads.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import logging
+import pkgutil
 from pathlib import Path
 from typing import Any
 
 from egoadapt.inputs.families.base import VideoFamily
-from egoadapt.inputs.families.qwen2_5_vl import Qwen2_5_VL
 
 log = logging.getLogger(__name__)
 
-FAMILIES: dict[str, type[VideoFamily]] = {cls.model_type: cls for cls in (Qwen2_5_VL,)}
+
+def _discover() -> dict[str, type[VideoFamily]]:
+    found: dict[str, type[VideoFamily]] = {}
+    for info in pkgutil.iter_modules(__path__):
+        if info.name == "base":
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for cls in vars(module).values():
+            if isinstance(cls, type) and issubclass(cls, VideoFamily) and cls.__module__ == module.__name__:
+                for kind in cls.model_types or (cls.model_type,):
+                    if kind in found:
+                        raise RuntimeError(f"model_type {kind!r} has two families: {found[kind]} and {cls}")
+                    found[kind] = cls
+    return dict(sorted(found.items()))
+
+
+FAMILIES: dict[str, type[VideoFamily]] = _discover()
 
 
 class UnknownFamily(ValueError):

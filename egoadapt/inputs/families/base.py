@@ -3,8 +3,9 @@
 A family is one subclass of `VideoFamily` in its own module, bound to the checkpoint's processor.
 Everything else (`VideoInputs`, the input cache, prompt-length planning, the SFT collator, GRPO's
 log-prob passes, the rollout engines, evaluation) goes through these methods and knows nothing
-family-specific of its own. Adding a family: one module here, its row in `FAMILIES`
-(`egoadapt/inputs/families/__init__.py`), a tiny build and tests.
+family-specific of its own. Adding a family: one module here (found by `FAMILIES`, keyed by its
+`model_types`), its tiny build (`egoadapt/models/tiny/<model_type>.py`) and its row in the test
+matrix (`tests/families/`).
 """
 from __future__ import annotations
 
@@ -21,8 +22,15 @@ class VideoFamily:
     `model_type` this family serves (how it is chosen: never a user flag)."""
 
     model_type: ClassVar[str]
+    # every checkpoint `model_type` it serves (dense and MoE variants of one family); () means (model_type,)
+    model_types: ClassVar[tuple[str, ...]] = ()
     # the tensors a clip's processor output is kept as (in the input cache) and collated from
     vision_keys: ClassVar[tuple[str, ...]]
+    # parameter-name prefixes of the vision tower (model.freeze_vision, the tests' gradient checks)
+    vision_prefixes: ClassVar[tuple[str, ...]] = ("model.visual.", "visual.")
+    # whether the model takes precomputed clip features (`encoder_outputs`): GRPO's one tower pass per
+    # clip (`train.vision_dedupe`); False runs the tower per row, in the model's own forward
+    precomputed_features: ClassVar[bool] = True
 
     def __init__(self, processor: Any):
         self.processor = processor
@@ -74,6 +82,25 @@ class VideoFamily:
     def token_inputs(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """The model's keyword arguments derived from the token ids (what its position ids need)."""
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ vision tower (one pass per clip)
+    def vision_tower(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The vision tower of the unwrapped transformers model."""
+        return model.base_model.visual
+
+    def video_features(self, model: torch.nn.Module, vision: dict[str, torch.Tensor]) -> list[Any]:
+        """The tower's output for each clip of a collated batch (`forward_inputs` of one row per clip),
+        in the form `encoder_outputs` hands back to the model."""
+        grids = vision["video_grid_thw"]
+        out = model.get_video_features(vision["pixel_values_videos"], grids, return_dict=True).pooler_output
+        return list(out)
+
+    def encoder_outputs(self, features: Sequence[Any]) -> dict[str, Any]:
+        """The model keyword arguments that hand it each row's precomputed clip features
+        (transformers' `mm_encoder_outputs` seam) instead of pixels."""
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        return {"mm_encoder_outputs": {"video": BaseModelOutputWithPooling(pooler_output=tuple(features))}}
 
     # ------------------------------------------------------------------ vLLM
     def vllm_video(self, clip: Clip) -> dict[str, Any]:
