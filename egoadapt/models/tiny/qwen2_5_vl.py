@@ -53,18 +53,21 @@ MIN_PIXELS = 56 * 56
 MAX_PIXELS = 112 * 112
 
 
-def build_processor(tokenizer):
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor
+def build_processor(tokenizer, processor_class: str = "Qwen2_5_VLProcessor",
+                    max_video_tokens: int = REAL["max_position_embeddings"]):
+    """The Qwen-VL image and video processors at the small pixel budget in `processor_class` (Qwen2-VL's
+    build passes its own, with its context length as `max_video_tokens`)."""
+    import transformers
+    from transformers import Qwen2VLImageProcessor
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
     limits = dict(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, patch_size=REAL["patch_size"],
                   temporal_patch_size=REAL["temporal_patch_size"], merge_size=REAL["spatial_merge_size"])
-    return Qwen2_5_VLProcessor(
+    return getattr(transformers, processor_class)(
         image_processor=Qwen2VLImageProcessor(**limits),
         # per-frame pixel cap as in Qwen's reference (qwen-vl-utils); transformers' default from v5.22. Its
         # total-video budget assumes the real context length (max_video_tokens)
-        video_processor=Qwen2VLVideoProcessor(**limits, cap_pixels_per_frame=True,
-                                              max_video_tokens=REAL["max_position_embeddings"]),
+        video_processor=Qwen2VLVideoProcessor(**limits, cap_pixels_per_frame=True, max_video_tokens=max_video_tokens),
         tokenizer=tokenizer,
         chat_template=tokenizer.chat_template,
     )
