@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from egoadapt.data.errors import DataError, Problem
-from egoadapt.data.frames import clip_geometry
+from egoadapt.data.frames import clip_geometry, frame_setting
 from egoadapt.data.prompts import build_messages
 from egoadapt.data.schema import QA_TYPES, Sample
 from egoadapt.inputs.families import as_family
@@ -79,6 +79,13 @@ def video_token_count(family: Any, num_frames: int, width: int, height: int) -> 
     return as_family(family).video_token_count(num_frames, width, height)
 
 
+def told_fps(sample: Sample, fps: float, frames_cfg: Any) -> float:
+    """The rate the processor is told for a clip sampled at `fps` (`Clip.metadata`, by `frames.told_rate`'s rule)."""
+    if sample.frame_source.kind != "video" and not frame_setting(frames_cfg, "fps"):
+        return float(frame_setting(frames_cfg, "processor_fps") or fps)
+    return fps
+
+
 def prompt_lengths(samples: Iterable[Sample], family: Any, frames_cfg: Any, prompt_cfg: Any,
                    qa: Sequence[str] = QA_TYPES) -> list[PromptLength]:
     """Token counts of every (sample, QA type) prompt as `VideoInputs.prompt_ids` would build it
@@ -86,6 +93,7 @@ def prompt_lengths(samples: Iterable[Sample], family: Any, frames_cfg: Any, prom
     frames checks of the run report it (or skip it, frames.on_error=skip). `family`: the
     checkpoint's `VideoFamily`, or a processor loaded from the checkpoint."""
     family = as_family(family)
+    frames_cfg = family.frames_config(frames_cfg)
     processor, tokenizer = family.processor, family.tokenizer
     out = []
     for s in samples:
@@ -93,7 +101,7 @@ def prompt_lengths(samples: Iterable[Sample], family: Any, frames_cfg: Any, prom
             g = clip_geometry(s, frames_cfg)
         except DataError:
             continue
-        n_video = family.video_token_count(g.num_frames, g.width, g.height)
+        n_video = family.video_token_count(g.num_frames, g.width, g.height, fps=told_fps(s, g.fps, frames_cfg))
         for q in qa:
             if q == "close" and not s.options:
                 continue

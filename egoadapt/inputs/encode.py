@@ -125,6 +125,7 @@ def vision_inputs(sample: Sample, frames_cfg: Any, family: Any, cache: InputCach
     Raises FrameError (naming file, record and field) for frames that cannot be read or processed.
     """
     family = as_family(family)
+    frames_cfg = family.frames_config(frames_cfg)
 
     def compute() -> dict[str, Any]:
         clip = load_clip(sample, frames_cfg)

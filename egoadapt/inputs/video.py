@@ -44,10 +44,10 @@ class VideoInputs:
         self.samples = {s.id: s for s in samples}
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
-        self.frames_cfg = frames_cfg
         self.prompt_cfg = prompt_cfg
         self.cache = cache
         self.family = family or for_processor(processor)
+        self.frames_cfg = self.family.frames_config(frames_cfg)  # the family's odd-frame rule over the run's
         self._memory: OrderedDict[str, tuple[dict, int]] = OrderedDict()  # hot rows stay in RAM: (entry, bytes)
         self.ram_bytes = ram_bytes
         self.memory_bytes = 0  # what the RAM store holds now, never more than ram_bytes

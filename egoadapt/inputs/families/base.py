@@ -31,19 +31,33 @@ class VideoFamily:
     # whether the model takes precomputed clip features (`encoder_outputs`): GRPO's one tower pass per
     # clip (`train.vision_dedupe`); False runs the tower per row, in the model's own forward
     precomputed_features: ClassVar[bool] = True
+    # `frames.odd_frames` as this family reads clips: None keeps the run's setting (padding an odd clip
+    # is for a temporal patch of 2, Qwen2.5-VL's pairs of frames); "keep" where the model has none
+    odd_frames: ClassVar[str | None] = None
 
     def __init__(self, processor: Any):
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.video_processor = getattr(processor, "video_processor", processor)
 
+    def frames_config(self, frames_cfg: Any) -> Any:
+        """The frames settings this family's clips are read with: the run's, its `odd_frames` over them."""
+        if self.odd_frames is None:
+            return frames_cfg
+        from omegaconf import OmegaConf
+
+        from egoadapt.configs import complete
+
+        return OmegaConf.merge(complete("frames", frames_cfg), {"odd_frames": self.odd_frames})
+
     # ------------------------------------------------------------------ clip -> processor inputs
     def process(self, clip: Clip, **kwargs: Any) -> Mapping[str, Any]:
         """The processor's output for one clip at its real rate (`clip.metadata()`), frames as given."""
         raise NotImplementedError
 
-    def video_token_count(self, num_frames: int, width: int, height: int) -> int:
-        """The video tokens of a `num_frames` clip of `width` x `height` frames, without running the processor."""
+    def video_token_count(self, num_frames: int, width: int, height: int, fps: float | None = None) -> int:
+        """The video tokens of a `num_frames` clip of `width` x `height` frames, without running the processor.
+        `fps`: the rate the processor is told (`Clip.metadata`), for a family whose prompt carries frame times."""
         raise NotImplementedError
 
     def pixel_limits(self) -> tuple[int | None, int | None]:
