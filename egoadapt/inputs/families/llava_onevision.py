@@ -61,8 +61,8 @@ class LlavaOnevision(VideoFamily):
         pixels = int(get("height")) * int(get("width"))
         return pixels, pixels  # every frame is resized to the tower's square
 
-    def video_token_count(self, num_frames: int, width: int, height: int) -> int:
-        """`frames * pooled tokens + 1` (the newline), the frame size aside: every frame becomes 384x384."""
+    def video_token_count(self, num_frames: int, width: int, height: int, fps: float | None = None) -> int:
+        """`frames * pooled tokens + 1` (the newline), the frame size and rate aside: every frame becomes 384x384."""
         return num_frames * self.frame_tokens + 1
 
     # ------------------------------------------------------------------ prompt
