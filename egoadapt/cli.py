@@ -24,7 +24,7 @@ LOCATION_FLAGS = {"--config-dir": "config_dir", "-cd": "config_dir", "--config-n
 # command words -> (module:function, primary config name, one-line help)
 COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("model", "tiny"): ("egoadapt.models.tiny:main", "model_tiny",
-                        "build a tiny random Qwen2.5-VL (size=micro|small out=DIR)"),
+                        "build a tiny random checkpoint of a model family (family=F size=micro|small out=DIR)"),
     ("data", "synth"): ("egoadapt.data.synthetic:main", "data_synth",
                         "render a synthetic EgoCross-format data set (out=DIR seed=N)"),
     ("data", "validate"): ("egoadapt.data.validate:main", "data_validate",

@@ -106,3 +106,13 @@ def test_real_geometry(tiny_model_dir):
     assert (vp.patch_size, vp.temporal_patch_size, vp.merge_size, vp.max_video_tokens) == (14, 2, 2, 128000)
     with pytest.raises(ValueError, match="does not scale"):
         mrope_section(20)
+
+
+def test_an_unknown_tiny_family_is_refused_naming_the_builds(tmp_path):
+    from egoadapt.cli import main as cli
+    from egoadapt.models.tiny import FAMILIES
+
+    with pytest.raises(SystemExit) as e:
+        cli(["model", "tiny", "family=nope", f"out={tmp_path / 'x'}"])
+    assert "'nope'" in str(e.value) and all(f in str(e.value) for f in FAMILIES)
+    assert not (tmp_path / "x").exists()

@@ -41,7 +41,12 @@ def build_tiny(out: str | Path, size: str = "micro", seed: int = 0, family: str 
 
 
 def main(cfg: DictConfig) -> int:
-    out = build_tiny(cfg.out, cfg.size, cfg.seed, cfg.family)
+    try:
+        out = build_tiny(cfg.out, cfg.size, cfg.seed, cfg.family)
+    except ValueError as e:
+        if "no tiny build" in str(e) or "unknown tiny size" in str(e):
+            raise SystemExit(f"egoadapt model tiny: {e}") from None
+        raise
     from safetensors.torch import load_file
 
     n = sum(t.numel() for t in load_file(str(out / "model.safetensors")).values())
