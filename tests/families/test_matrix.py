@@ -126,6 +126,8 @@ def test_the_input_cache_keeps_each_familys_inputs(family, family_dirs, tmp_path
     first = vision_inputs(sample, {}, processor, cache)
     again = vision_inputs(sample, {}, processor, cache)
     assert (cache.hits, cache.misses) == (1, 1)
+    # 5 frames: padded to 6 for a temporal patch of 2 (frames.odd_frames: pad), kept by a family without one
+    assert first["num_frames"] == (5 if family_class(str(folder)).odd_frames == "keep" else 6)
     keys = family_class(str(folder)).vision_keys
     assert set(keys) <= set(first)
     for k in keys:
