@@ -35,6 +35,7 @@ REAL = {
     "vision_depth": 27, "deepstack_visual_indexes": (8, 16, 24), "num_position_embeddings": 2304,
     "vision_act": "gelu_pytorch_tanh", "video_min_pixels": 4096, "video_max_pixels": 25165824,
     "image_min_pixels": 65536, "image_max_pixels": 16777216, "fps": 2,
+    "pixel_mean": (0.5, 0.5, 0.5), "pixel_std": (0.5, 0.5, 0.5),
 }
 # Qwen3's added tokens beyond Qwen2.5's video chat set: tool calls and thinking
 QWEN3_SPECIAL_TOKENS = QWEN_SPECIAL_TOKENS + (
@@ -68,12 +69,15 @@ def build_processor(tok):
     geometry = dict(patch_size=REAL["patch_size"], temporal_patch_size=REAL["temporal_patch_size"],
                     merge_size=REAL["spatial_merge_size"])
     return Qwen3VLProcessor(
+        # Qwen3-VL normalises images as its videos (mean = std = 0.5, not Qwen2-VL's CLIP values); vLLM
+        # normalises video pixels on the device with the image processor's values
         image_processor=Qwen2VLImageProcessor(
-            **geometry, size={"shortest_edge": REAL["image_min_pixels"], "longest_edge": REAL["image_max_pixels"]}),
+            **geometry, size={"shortest_edge": REAL["image_min_pixels"], "longest_edge": REAL["image_max_pixels"]},
+            image_mean=REAL["pixel_mean"], image_std=REAL["pixel_std"]),
         # the real total-video budget; the per-frame cap (qwen-vl-utils', transformers' default from v5.22) keeps
         # tiny frames at 64x64..128x128
         video_processor=Qwen3VLVideoProcessor(
-            **geometry, size={"shortest_edge": REAL["video_min_pixels"], "longest_edge": REAL["video_max_pixels"]},
+            **geometry, image_mean=REAL["pixel_mean"], image_std=REAL["pixel_std"], size={"shortest_edge": REAL["video_min_pixels"], "longest_edge": REAL["video_max_pixels"]},
             fps=REAL["fps"], cap_pixels_per_frame=True, max_video_tokens=TINY_FRAME_TOKENS),
         tokenizer=tok,
         chat_template=tok.chat_template,
