@@ -39,7 +39,7 @@ class Qwen2_5_VL(VideoFamily):
         hi = get("longest_edge") or getattr(vp, "max_pixels", None)
         return (int(lo) if lo else None), (int(hi) if hi else None)
 
-    def video_token_count(self, num_frames: int, width: int, height: int) -> int:
+    def video_token_count(self, num_frames: int, width: int, height: int, fps: float | None = None) -> int:  # noqa: ARG002
         """By Qwen2VLVideoProcessor's resize and patchify rule (`smart_resize`, `t*h*w / merge^2`)."""
         from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
