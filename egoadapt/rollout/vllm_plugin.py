@@ -11,7 +11,8 @@ from __future__ import annotations
 BACKEND = "egoadapt_gloo"  # egoadapt.rollout.gloo_transfer.BACKEND
 ENGINE_MODULE = "egoadapt.rollout.gloo_transfer"
 # architecture -> the egoadapt model class that replaces vLLM's (module:class, imported when a model uses it)
-MODELS = {"LlavaOnevisionForConditionalGeneration": "egoadapt.rollout.vllm_models:LlavaOnevision"}
+MODELS = {"LlavaOnevisionForConditionalGeneration": "egoadapt.rollout.vllm_models:LlavaOnevision",
+          "Qwen3VLMoeForConditionalGeneration": "egoadapt.rollout.vllm_models:Qwen3VLMoe"}
 
 
 def register() -> None:
