@@ -106,7 +106,8 @@ def prompt_lengths(samples: Iterable[Sample], family: Any, frames_cfg: Any, prom
             if q == "close" and not s.options:
                 continue
             messages = build_messages(s, prompt_qa(q), prompt_cfg, sampling_fps=g.fps)
-            text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False,
+                                                 **family.chat_template_kwargs)
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             out.append(PromptLength(s.id, q, family.prompt_length(ids, n_video), n_video, g.num_frames, g.file))
     return out

@@ -120,7 +120,8 @@ class VideoInputs:
         return build_messages(self.samples[sample_id], qa, self.prompt_cfg, sampling_fps=self.sampling_fps(sample_id))
 
     def prompt_text(self, messages: list[dict]) -> str:
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False,
+                                                  **self.family.chat_template_kwargs)
 
     def expand(self, ids: list[int], sample_id: str) -> tuple[list[int], list[int]]:
         """The prompt's video placeholder expanded for the clip (its real count of video tokens), and

@@ -292,6 +292,8 @@ class VLLMServerEngine(RolloutEngine):
                 "logit_bias": {str(t): -100 for t in self.banned}}
         if s.get("top_k"):
             body["top_k"] = s["top_k"]
+        if self.video.family.chat_template_kwargs:
+            body["chat_template_kwargs"] = dict(self.video.family.chat_template_kwargs)
         pixels = self.mm_processor_kwargs
         if pixels:
             body["mm_processor_kwargs"] = pixels

@@ -34,6 +34,8 @@ class VideoFamily:
     # `frames.odd_frames` as this family reads clips: None keeps the run's setting (padding an odd clip
     # is for a temporal patch of 2, Qwen2.5-VL's pairs of frames); "keep" where the model has none
     odd_frames: ClassVar[str | None] = None
+    # what a prompt's chat template is rendered with (Qwen3.5: enable_thinking False, the answer at once)
+    chat_template_kwargs: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, processor: Any):
         self.processor = processor
