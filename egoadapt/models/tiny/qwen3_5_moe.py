@@ -11,9 +11,18 @@ of `common.SIZES`.
 from __future__ import annotations
 
 from egoadapt.models.tiny.common import TinySize
-from egoadapt.models.tiny.qwen3_5 import build_processor, build_tokenizer, finish, text_config, token_ids, vision_config
+from egoadapt.models.tiny.qwen3_5 import (
+    VLLM_DTYPE,
+    build_processor,
+    build_tokenizer,
+    finish,
+    text_config,
+    token_ids,
+    vision_config,
+)
 
 VLLM_CPU = True
+__all__ = ["VLLM_CPU", "VLLM_DTYPE", "build", "build_model"]
 
 # What decides the MoE layout in the real model (Qwen3.5-35B-A3B's config.json)
 REAL_MOE = {"num_experts": 256, "num_experts_per_tok": 8, "expert_fraction": 4}  # expert width = hidden / 4
