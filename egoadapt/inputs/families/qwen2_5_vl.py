@@ -1,15 +1,17 @@
 """Qwen2.5-VL: a video is `<|vision_start|><|video_pad|><|vision_end|>` in the chat template, one
 `<|video_pad|>` per merged patch (`t*h*w / merge^2`) in the model's input; time enters as mRoPE's
 temporal step (`second_per_grid_ts` = temporal_patch_size / fps, from the clip's metadata), and
-the model builds 3-D positions only when `mm_token_type_ids` marks the video tokens (2)."""
+the model builds 3-D positions only when `mm_token_type_ids` marks the video tokens (2), laid out
+after a video as Qwen and vLLM lay them (`mrope_layout`: transformers 5.19 departs from it)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from egoadapt.data.frames import Clip
+from egoadapt.inputs.families import mrope_layout
 from egoadapt.inputs.families.base import VideoFamily
 from egoadapt.inputs.patches import pixels
 
@@ -19,9 +21,14 @@ VISION_SPECIAL_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "
 class Qwen2_5_VL(VideoFamily):
     model_type = "qwen2_5_vl"
     vision_keys = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+    # the transformers model class whose positions after a video are re-laid as Qwen's and vLLM's
+    # ("module:Class"; None: the family's own layout already matches)
+    rope_model: ClassVar[str | None] = "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl:Qwen2_5_VLModel"
 
     def __init__(self, processor: Any):
         super().__init__(processor)
+        if self.rope_model:
+            mrope_layout.bind(self.rope_model)
         self.video_token = getattr(processor, "video_token", "<|video_pad|>")
         self.video_token_id = self.tokenizer.convert_tokens_to_ids(self.video_token)
         self.merge = int(getattr(self.video_processor, "merge_size", 2)) ** 2

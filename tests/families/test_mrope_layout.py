@@ -1,20 +1,23 @@
-"""Qwen2-VL's mRoPE layout after a video: the text starts one past the video's largest position on any
-axis (Qwen's and vLLM's rule), not at transformers 5.19's start + max(h, w) / merge."""
+"""Qwen2-VL's and Qwen2.5-VL's mRoPE layout after a video: the text starts one past the video's largest
+position on any axis (Qwen's and vLLM's rule), not at transformers 5.19's start + max(h, w) / merge."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from egoadapt.data.frames import Clip
-from egoadapt.inputs.families.qwen2_vl import restart_blocks
+from egoadapt.inputs.families.mrope_layout import restart_blocks
 
 
-def test_text_after_a_video_starts_past_its_temporal_positions(family_dirs):
+# 8 temporal patches at 2 fps: Qwen2-VL steps 1 per patch; Qwen2.5-VL 2 (tokens_per_second 2 x 1 s per patch)
+@pytest.mark.parametrize("family_name,span", [("qwen2_vl", 7), ("qwen2_5_vl", 14)])
+def test_text_after_a_video_starts_past_its_temporal_positions(family_dirs, family_name, span):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from egoadapt.inputs.families import for_checkpoint
 
-    folder = family_dirs["qwen2_vl"]
+    folder = family_dirs[family_name]
     family = for_checkpoint(str(folder), AutoProcessor.from_pretrained(folder))  # binds the layout
     model = AutoModelForImageTextToText.from_pretrained(folder)
     frames = np.zeros((16, 56, 56, 3), dtype=np.uint8)  # 8 temporal patches of 2x2 merged: T > H, W
@@ -34,7 +37,7 @@ def test_text_after_a_video_starts_past_its_temporal_positions(family_dirs):
     positions = positions[:, 0, 3:]
     video = (types[0] == 2).nonzero()[:, 0]
     first, last = int(video[0]), int(video[-1])
-    assert positions[0, first:last + 1].max() - positions[0, first] == 7  # 8 temporal steps of 1
+    assert positions[0, first:last + 1].max() - positions[0, first] == span
     assert (positions[:, last + 1] == positions[:, first:last + 1].max() + 1).all()
     assert (positions[:, :first] == torch.arange(first)).all()  # the text before is untouched
     assert int(deltas[0]) == int(positions.max()) + 1 - expanded.shape[1]
