@@ -82,8 +82,15 @@ def test_demo_ci_size_end_to_end(tmp_path, capsys):
     assert "reward" in summary["grpo_curves"] and "frac_reward_zero_std" in summary["grpo_curves"]
     assert summary["budgets"]["grpo_s0"]["completions"] == summary["budgets"]["grpo_s0"]["questions_seen"] * 4
     report = (out / "report.md").read_text()
-    for heading in ("Domain shift", "Table 3", "Verdicts", "Budgets", "Shortcut checks"):
+    for heading in ("Domain shift", "Table 3", "Verdicts", "Budgets", "Shortcut checks", "Per QA type"):
         assert heading in report
+    # the second seed: trained like the first, evaluated where the spread is measured (seed_sets: target)
+    assert sorted(p.name for p in (out / "eval" / "grpo_s1").iterdir()) == ["target"]
+    for method in ("sft", "grpo"):
+        assert (out / "compare" / "target" / f"{method}_seeds" / "compare.json").is_file()
+    assert "run-to-run spread, SFT" in report and "run-to-run spread, GRPO" in report
+    target_qa = {json.loads(line)["qa"] for line in (out / "eval" / "base" / "target" / "predictions.jsonl").open()}
+    assert target_qa == {"close", "open"}  # target_qa: both (the other sets ask CloseQA)
     assert "egoadapt train recipe=demo/tiny_grpo" in printed and "paired bootstrap" in printed
     # a second run finds every step done and redoes nothing
     assert cli(["demo", "demo=ci", f"out={out}"]) == 0

@@ -368,6 +368,7 @@ class Demo:  # egoadapt.demo
     model_size: str = rule("micro", "small")
     source_domain: str = MISSING
     source_videos: int = rule(ge=1)
+    source_test_fraction: float = rule(gt=0, lt=1)
     target_domains: list[str] = MISSING
     target_videos: int = rule(ge=1)
     target_test_fraction: float = rule(gt=0, lt=1)
@@ -378,6 +379,8 @@ class Demo:  # egoadapt.demo
     sft_epochs: float = rule(gt=0)
     grpo_epochs: float = rule(gt=0)
     adapt_seeds: list[int] = MISSING
+    seed_sets: list[str] = MISSING  # evaluation sets of the seeds after the first (the spread)
+    target_qa: str = rule("close", "open", "both")  # QA types of the held-out target evaluation
     support_per_domain: int = rule(ge=0)
     pretrain_overrides: dict[str, Any] | None = MISSING  # trainer.* of the base's training
     sft_overrides: dict[str, Any] | None = MISSING  # trainer.* of the SFT steps

@@ -26,8 +26,8 @@ def read_json(path: Path):
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def cell(results: dict, domain: str = "all", category: str = "all") -> dict | None:
-    return next((r for r in results["table"] if r["qa"] == "all" and r["domain"] == domain
+def cell(results: dict, domain: str = "all", category: str = "all", qa: str = "all") -> dict | None:
+    return next((r for r in results["table"] if r["qa"] == qa and r["domain"] == domain
                  and r["category"] == category and r["stat"] == "micro"), None)
 
 
@@ -107,6 +107,20 @@ def task_table(a: Artefacts, on: str = "target") -> list[str]:
     for cat in cats:
         lines.append(f"| {cat} | " + " | ".join(pct(cell(r, "all", cat), ci=False) for r in res.values())
                      + f" | {pct(cell(blind, 'all', cat), ci=False) if blind else '-'} |")
+    return lines
+
+
+def qa_table(a: Artefacts, on: str = "target") -> list[str]:
+    """Held-out target accuracy per QA type (CloseQA, OpenQA), where the evaluation asked both."""
+    res = {m: a.results(m, on) for m in ("base", "sft", "grpo")}
+    if not all(res.values()):
+        return []
+    kinds = [q for q in ("close", "open") if cell(res["base"], qa=q)]
+    if len(kinds) < 2:
+        return []
+    lines = ["| QA type | base | SFT | GRPO |", "|---|---|---|---|"]
+    for q in kinds:
+        lines.append(f"| {q} | " + " | ".join(pct(cell(r, qa=q)) for r in res.values()) + " |")
     return lines
 
 
@@ -269,6 +283,7 @@ def write_report(out: Path, cfg) -> dict:
         "## Domain shift: the source-trained base on its own domain and on each target domain", *shift_lines,
         "", "## Held-out accuracy (%), base vs SFT vs GRPO from the same base (the paper's Table 3 shape)",
         *t3_lines, "", "## Per task, held-out target questions (%)", *task_table(a),
+        *(["", "## Per QA type, held-out target questions (%)", *qa] if (qa := qa_table(a)) else []),
         "", "## Verdicts (paired over the same questions)", *verdicts(a),
         "", "## Budgets", *budget_lines,
         "", "## GRPO training signal (first vs last quarter of its logged steps)",

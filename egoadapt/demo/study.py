@@ -88,7 +88,8 @@ class Study:
 
     def evaluate(self, model: str, checkpoint: Path, on: str, data: list[str], extra=()) -> Path:
         c, out = self.cfg, self.path("eval", model, on)
-        args = ["eval", f"checkpoint={checkpoint}", *data, "qa=close", f"backend={c.eval_backend}",
+        qa = c.target_qa if on == "target" else "close"
+        args = ["eval", f"checkpoint={checkpoint}", *data, f"qa={qa}", f"backend={c.eval_backend}",
                 f"batch_size={c.eval_batch_size}", f"generation.max_new_tokens={c.eval_max_new_tokens}",
                 f"cache_dir={self.path('cache')}", "progress=false",
                 f"out={out}", *extra]
@@ -119,7 +120,7 @@ class Study:
         self.synth("unseen", [c.unseen_domain], c.unseen_videos, c.seed + 2)
         self.synth("blind", c.target_domains, c.blind_videos, c.seed + 3, blank=True)
         sets = {  # evaluation set -> its data arguments
-            "source": [*self.data("source"), f"split.manifest={self.split('source')}"],
+            "source": [*self.data("source"), f"split.manifest={self.split('source', c.source_test_fraction)}"],
             "target": [*self.data("target"), f"split.manifest={self.split('target', c.target_test_fraction)}"],
             "unseen": self.data("unseen"),
             "blind": self.data("blind"),
@@ -132,7 +133,8 @@ class Study:
             for method, (recipe, epochs, overrides) in recipes.items():
                 name = f"{method}_s{seed}"
                 final = self.train(name, recipe, base, sets["target"], epochs, seed, overrides)
-                evals[name] = {on: self.evaluate(name, final, on, data) for on, data in sets.items()}
+                on_sets = sets if seed == c.adapt_seeds[0] else {on: sets[on] for on in c.seed_sets}
+                evals[name] = {on: self.evaluate(name, final, on, data) for on, data in on_sets.items()}
         first = c.adapt_seeds[0]
         for on in sets:
             self.compare(on, {"base": evals["base"][on], "SFT": evals[f"sft_s{first}"][on],
