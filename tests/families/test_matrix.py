@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from egoadapt.cli import main as cli
 from egoadapt.data.frames import Clip
 from egoadapt.inputs.families import FAMILIES, family_class, for_checkpoint
+from egoadapt.models.tiny import FAMILIES as FAMILIES_BUILT
 from tests.families.conftest import vllm_cpu, vllm_dtype
 from tests.train import helpers  # noqa: F401  registers the test_length reward (advantages never all zero)
 
@@ -172,12 +173,21 @@ def test_vllm_served_grpo(vllm_family, family_dirs, synth_dir, tmp_path):
 
 
 @pytest.mark.integration
-def test_vllm_cpu_cannot_run_it_yet(no_vllm_family, family_dirs):
-    """Where vllm-cpu cannot run a family the matrix says why, and this checks that it is still so
-    (the day it runs, this fails: move the family to the vLLM rows). Its vLLM paths are in the GPU script."""
-    from vllm import LLM
+def test_vllm_cpu_says_which_families_it_cannot_run(family_dirs):
+    """Every build says whether vllm-cpu runs it (`VLLM_CPU = True`) or why not (a reason, with the text
+    vLLM's error must contain, `VLLM_CPU_ERROR`); for each of the latter vLLM still refuses it, for that
+    reason (the day it runs, this fails: move the family to the vLLM rows). Their vLLM paths need a GPU."""
+    import importlib
 
-    reason = vllm_cpu(no_vllm_family)
-    assert isinstance(reason, str) and reason
-    with pytest.raises(Exception):  # noqa: B017, PT011 - whatever vLLM raises: it must not start
-        LLM(model=str(family_dirs[no_vllm_family]), max_model_len=4096, enforce_eager=True)
+    refused = []
+    for family in FAMILIES_BUILT:
+        reason = vllm_cpu(family)
+        assert reason is True or (isinstance(reason, str) and reason), (family, reason)
+        if reason is not True:
+            refused.append(family)
+    for family in refused:
+        from vllm import LLM
+
+        expected = importlib.import_module(f"egoadapt.models.tiny.{family}").VLLM_CPU_ERROR
+        with pytest.raises(Exception, match=expected):  # noqa: B017, PT011 - vLLM's own error type varies
+            LLM(model=str(family_dirs[family]), max_model_len=4096, enforce_eager=True)

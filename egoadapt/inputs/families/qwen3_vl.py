@@ -34,6 +34,8 @@ class Qwen3_VL(Qwen2_5_VL):
     model_types = ("qwen3_vl", "qwen3_vl_moe")
     # video_ids: the processor's expansion of the clip's `<|video_pad|>` (timestamps and frame groups)
     vision_keys = ("pixel_values_videos", "video_grid_thw", "video_ids")
+    # one temporal step per frame group, each after its timestamp text: transformers' layout is Qwen's and vLLM's
+    rope_model = None
 
     def __init__(self, processor: Any):
         super().__init__(processor)
