@@ -188,6 +188,14 @@ def quarters(values: list[float]) -> tuple[float, float] | None:
     return sum(values[:q]) / q, sum(values[-q:]) / q
 
 
+def running_mean(values: list, window: int) -> list[float | None]:
+    out = []
+    for i in range(len(values)):
+        seen = [v for v in values[max(0, i - window + 1):i + 1] if v is not None]
+        out.append(sum(seen) / len(seen) if seen else None)
+    return out
+
+
 def curves(a: Artefacts, figures: Path) -> dict:
     import matplotlib
 
@@ -204,9 +212,12 @@ def curves(a: Artefacts, figures: Path) -> dict:
     axes[0].set(title="SFT loss", xlabel="step", yscale="log")
     axes[0].legend()
     steps = [h["step"] for h in grpo]
-    for key in ["reward", *parts]:
-        axes[1].plot(steps, [h.get(key) for h in grpo], label=key.replace("rewards/", "").replace("/mean", ""))
-    axes[1].set(title="GRPO reward (training prompts)", xlabel="step")
+    for key in ["reward", *parts]:  # each logged step thin, its running mean over 10 logs thick
+        values = [h.get(key) for h in grpo]
+        line, = axes[1].plot(steps, values, lw=0.6, alpha=0.4)
+        axes[1].plot(steps, running_mean(values, 10), color=line.get_color(), lw=1.8,
+                     label=key.replace("rewards/", "").replace("/mean", ""))
+    axes[1].set(title="GRPO reward (training prompts; running mean of 10 logs)", xlabel="step")
     axes[1].legend(fontsize=7)
     axes[2].plot(steps, [h.get("frac_reward_zero_std") for h in grpo])
     axes[2].set(title="GRPO: fraction of groups with zero reward variance", xlabel="step", ylim=(0, 1))
