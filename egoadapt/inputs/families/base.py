@@ -28,6 +28,8 @@ class VideoFamily:
     vision_keys: ClassVar[tuple[str, ...]]
     # parameter-name prefixes of the vision tower (model.freeze_vision, the tests' gradient checks)
     vision_prefixes: ClassVar[tuple[str, ...]] = ("model.visual.", "visual.")
+    # the tokens only a processor may place (`vision_token_ids`)
+    vision_special_tokens: ClassVar[tuple[str, ...]] = ()
     # whether the model takes precomputed clip features (`encoder_outputs`): GRPO's one tower pass per
     # clip (`train.vision_dedupe`); False runs the tower per row, in the model's own forward
     precomputed_features: ClassVar[bool] = True
@@ -71,24 +73,34 @@ class VideoFamily:
         """Video tokens of a clip from its processor output (`vision`: the cached entry)."""
         raise NotImplementedError
 
+    # The defaults below are the common rule: one placeholder token (`self.video_token_id`, set by the
+    # family) repeated once per video token, turns ended by `<|im_end|>`.
     def expand(self, ids: Sequence[int], vision: Mapping[str, Any]) -> tuple[list[int], list[int]]:
         """The chat-templated prompt `ids` with its video placeholder expanded for this clip, and for each
         new token the index in `ids` it stands for (the SFT collator carries labels and masks by it)."""
-        raise NotImplementedError
+        n = self.num_video_tokens(vision)
+        out, origin = [], []
+        for i, t in enumerate(ids):
+            reps = n if t == self.video_token_id else 1
+            out += [t] * reps
+            origin += [i] * reps
+        return out, origin
 
     def prompt_length(self, ids: Sequence[int], video_tokens: int) -> int:
         """Tokens of the chat-templated prompt `ids` once its placeholder is expanded to `video_tokens`
         (`video_token_count`), without the clip."""
-        raise NotImplementedError
+        return sum(video_tokens if t == self.video_token_id else 1 for t in ids)
 
     def stop_token_ids(self) -> list[int]:
         """Tokens that end a completion (the chat template's end of turn, the tokenizer's EOS)."""
-        raise NotImplementedError
+        return [self.tokenizer.convert_tokens_to_ids("<|im_end|>"), self.tokenizer.eos_token_id]
 
     def vision_token_ids(self) -> list[int]:
-        """Token ids that only a processor may place: suppressed in sampling and cut from completions
-        (a sampled placeholder would not match the video features in the next forward pass)."""
-        raise NotImplementedError
+        """Token ids that only a processor may place (`vision_special_tokens`): suppressed in sampling and
+        cut from completions (a sampled placeholder would not match the video features in the next pass)."""
+        tok = self.tokenizer
+        ids = [tok.convert_tokens_to_ids(t) for t in self.vision_special_tokens]
+        return [i for i in ids if i is not None and i != tok.unk_token_id]
 
     # ------------------------------------------------------------------ model forward
     def forward_inputs(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:

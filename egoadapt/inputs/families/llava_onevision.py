@@ -35,6 +35,7 @@ def frame_pixels(value: Mapping[str, Any]) -> torch.Tensor:
 
 class LlavaOnevision(VideoFamily):
     model_type = "llava_onevision"
+    vision_special_tokens = VISION_SPECIAL_TOKENS
     vision_keys = ("pixel_values_videos",)
     # everything `get_video_features` runs between pixels and the LM (as Qwen's `visual` holds its
     # merger): the SigLIP tower, the projector and the newline embedding; live names, then the saved ones
@@ -68,26 +69,6 @@ class LlavaOnevision(VideoFamily):
     # ------------------------------------------------------------------ prompt
     def num_video_tokens(self, vision: Mapping[str, Any]) -> int:
         return int(vision[PIXELS].shape[1]) * self.frame_tokens + 1
-
-    def expand(self, ids: Sequence[int], vision: Mapping[str, Any]) -> tuple[list[int], list[int]]:
-        n = self.num_video_tokens(vision)
-        out, origin = [], []
-        for i, t in enumerate(ids):
-            reps = n if t == self.video_token_id else 1
-            out += [t] * reps
-            origin += [i] * reps
-        return out, origin
-
-    def prompt_length(self, ids: Sequence[int], video_tokens: int) -> int:
-        return sum(video_tokens if t == self.video_token_id else 1 for t in ids)
-
-    def stop_token_ids(self) -> list[int]:
-        return [self.tokenizer.convert_tokens_to_ids("<|im_end|>"), self.tokenizer.eos_token_id]
-
-    def vision_token_ids(self) -> list[int]:
-        tok = self.tokenizer
-        ids = [tok.convert_tokens_to_ids(t) for t in VISION_SPECIAL_TOKENS]
-        return [i for i in ids if i is not None and i != tok.unk_token_id]
 
     # ------------------------------------------------------------------ model forward
     def forward_inputs(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:

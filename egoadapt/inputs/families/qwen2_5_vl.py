@@ -20,6 +20,7 @@ VISION_SPECIAL_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "
 
 class Qwen2_5_VL(VideoFamily):
     model_type = "qwen2_5_vl"
+    vision_special_tokens = VISION_SPECIAL_TOKENS
     vision_keys = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
     # the transformers model class whose positions after a video are re-laid as Qwen's and vLLM's
     # ("module:Class"; None: the family's own layout already matches)
@@ -65,26 +66,6 @@ class Qwen2_5_VL(VideoFamily):
     # ------------------------------------------------------------------ prompt
     def num_video_tokens(self, vision: Mapping[str, Any]) -> int:
         return int(vision["video_grid_thw"].prod()) // self.merge
-
-    def expand(self, ids: Sequence[int], vision: Mapping[str, Any]) -> tuple[list[int], list[int]]:
-        n = self.num_video_tokens(vision)
-        out, origin = [], []
-        for i, t in enumerate(ids):
-            reps = n if t == self.video_token_id else 1
-            out += [t] * reps
-            origin += [i] * reps
-        return out, origin
-
-    def prompt_length(self, ids: Sequence[int], video_tokens: int) -> int:
-        return sum(video_tokens if t == self.video_token_id else 1 for t in ids)
-
-    def stop_token_ids(self) -> list[int]:
-        return [self.tokenizer.convert_tokens_to_ids("<|im_end|>"), self.tokenizer.eos_token_id]
-
-    def vision_token_ids(self) -> list[int]:
-        tok = self.tokenizer
-        ids = [tok.convert_tokens_to_ids(t) for t in VISION_SPECIAL_TOKENS]
-        return [i for i in ids if i is not None and i != tok.unk_token_id]
 
     # ------------------------------------------------------------------ model forward
     def forward_inputs(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:

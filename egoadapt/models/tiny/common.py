@@ -115,3 +115,14 @@ def last_of_each_quarter(depth: int) -> list[int]:
     a shallower tower alternates, ending on one."""
     step = max(2, depth // 4) if depth > 1 else 1
     return [i for i in range(depth) if (i + 1) % step == 0]
+
+
+def init_model(model_class, config, seed: int, eos_id: int, pad_id: int):
+    """`model_class(config)` with its random weights drawn for `seed`; generation ends at `eos_id`."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = model_class(config)
+    model.generation_config.eos_token_id = eos_id
+    model.generation_config.pad_token_id = pad_id
+    return model

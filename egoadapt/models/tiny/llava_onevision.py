@@ -17,7 +17,7 @@ trained here (`common.train_bpe`) with those five special tokens.
 """
 from __future__ import annotations
 
-from egoadapt.models.tiny.common import INIT_STD, TinySize, special_ids, train_tokenizer
+from egoadapt.models.tiny.common import INIT_STD, TinySize, init_model, special_ids, train_tokenizer
 
 VLLM_CPU = True
 
@@ -59,7 +59,6 @@ def build_processor(tokenizer):
 
 
 def build_model(tokenizer, size: TinySize, seed: int):
-    import torch
     from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
 
     ids = special_ids(tokenizer, SPECIAL_TOKENS)
@@ -85,11 +84,7 @@ def build_model(tokenizer, size: TinySize, seed: int):
         vision_aspect_ratio=REAL["vision_aspect_ratio"], projector_hidden_act="gelu", tie_word_embeddings=False,
         initializer_range=INIT_STD,
     )
-    torch.manual_seed(seed)
-    model = LlavaOnevisionForConditionalGeneration(config)
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    return model
+    return init_model(LlavaOnevisionForConditionalGeneration, config, seed, ids["<|im_end|>"], ids["<|endoftext|>"])
 
 
 def build(size: TinySize, seed: int):

@@ -23,6 +23,7 @@ from egoadapt.models.tiny.common import (
     INIT_STD,
     QWEN_SPECIAL_TOKENS,
     TinySize,
+    init_model,
     last_of_each_quarter,
     scaled_sections,
     special_ids,
@@ -74,7 +75,6 @@ def build_processor(tokenizer, processor_class: str = "Qwen2_5_VLProcessor",
 
 
 def build_model(tokenizer, size: TinySize, seed: int):
-    import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     ids = special_ids(tokenizer, QWEN_SPECIAL_TOKENS)
@@ -102,11 +102,7 @@ def build_model(tokenizer, size: TinySize, seed: int):
         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
         tie_word_embeddings=False,
     )
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config)
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    return model
+    return init_model(Qwen2_5_VLForConditionalGeneration, config, seed, ids["<|im_end|>"], ids["<|endoftext|>"])
 
 
 def build(size: TinySize, seed: int):

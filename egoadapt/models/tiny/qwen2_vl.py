@@ -21,6 +21,7 @@ from egoadapt.models.tiny.common import (
     INIT_STD,
     QWEN_SPECIAL_TOKENS,
     TinySize,
+    init_model,
     scaled_sections,
     special_ids,
     train_tokenizer,
@@ -49,7 +50,6 @@ def build_processor(tokenizer):
 
 
 def build_model(tokenizer, size: TinySize, seed: int):
-    import torch
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
     ids = special_ids(tokenizer, QWEN_SPECIAL_TOKENS)
@@ -76,11 +76,7 @@ def build_model(tokenizer, size: TinySize, seed: int):
         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
         tie_word_embeddings=False,
     )
-    torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config)
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    return model
+    return init_model(Qwen2VLForConditionalGeneration, config, seed, ids["<|im_end|>"], ids["<|endoftext|>"])
 
 
 def build(size: TinySize, seed: int):

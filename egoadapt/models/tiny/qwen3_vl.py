@@ -21,6 +21,7 @@ from egoadapt.models.tiny.common import (
     INIT_STD,
     QWEN_SPECIAL_TOKENS,
     TinySize,
+    init_model,
     scaled_sections,
     special_ids,
     train_tokenizer,
@@ -113,14 +114,9 @@ def vision_config(size: TinySize) -> dict:
 
 def finish(model_cls, config, tok, seed: int):
     """The model of `config`, seeded, with the chat's end of turn as its generation stop."""
-    import torch
 
     ids = special_ids(tok, QWEN_SPECIAL_TOKENS)
-    torch.manual_seed(seed)
-    model = model_cls(config)
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    return model
+    return init_model(model_cls, config, seed, ids["<|im_end|>"], ids["<|endoftext|>"])
 
 
 def top_config(config_cls, tok, text: dict, vision: dict):
