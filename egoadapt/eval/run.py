@@ -50,7 +50,7 @@ def _container(node: Any) -> Any:
 def preflight(cfg: DictConfig) -> None:
     """Config-only checks, before any data or model is loaded."""
     from egoadapt.config import ConfigError, check
-    from egoadapt.inputs.families import UnknownFamily, check_family
+    from egoadapt.inputs.families import UnknownFamily, check_family, check_pixel_limits
     from egoadapt.models.loading import ModelConfigError, check_model_path
 
     try:  # every key known, types and ranges, no secrets, out= sane (the CLI checked already; Python callers)
@@ -87,6 +87,7 @@ def preflight(cfg: DictConfig) -> None:
         if cfg.backend != "openai":  # nothing is loaded here: the endpoint serves the model
             check_model_path(str(cfg.checkpoint))
             check_family(str(cfg.checkpoint))  # a model type without a family module fails here, naming the known
+            check_pixel_limits(str(cfg.checkpoint), cfg.get("model"))
     except (ModelConfigError, UnknownFamily) as e:
         raise EvalError(f"checkpoint={cfg.checkpoint}: {e}") from None
     if cfg.qa in ("open", "both"):  # only OpenQA asks the judge

@@ -73,7 +73,7 @@ def preflight(cfg: DictConfig, here: bool = True) -> None:
     import torch
 
     from egoadapt.config import ConfigError, check
-    from egoadapt.inputs.families import UnknownFamily, check_family
+    from egoadapt.inputs.families import UnknownFamily, check_family, check_pixel_limits
     from egoadapt.models.loading import ModelConfigError, check_model_path
 
     try:  # every key known, types and ranges (TRL's fields and GRPO's batch rule too), no secrets, out= sane
@@ -89,6 +89,7 @@ def preflight(cfg: DictConfig, here: bool = True) -> None:
     try:
         check_model_path(cfg.model.get("path"))
         check_family(cfg.model.get("path"))  # a model type without a family module fails here, naming the known
+        check_pixel_limits(cfg.model.get("path"), cfg.get("model"))
     except (ModelConfigError, UnknownFamily) as e:
         raise TrainConfigError(str(e)) from None
     if cfg.algorithm == "grpo" and cfg.rollout.engine.startswith("vllm") and importlib.util.find_spec("vllm") is None:

@@ -100,3 +100,27 @@ def test_qwen2_5_vl_family_gives_what_the_processor_gives(tiny_model_dir, proces
     assert frames is clip.frames and metadata["fps"] == 1.0 and metadata["total_num_frames"] == 12
     assert family.mm_processor_kwargs() == {k: v for k, v in zip(("min_pixels", "max_pixels"),
                                                                  family.pixel_limits()) if v}
+
+
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_pixel_limits_a_family_ignores_are_refused_in_preflight(command, tmp_path, no_model_load):
+    """Qwen3-VL's video processor budgets the whole clip: a per-frame model.max_pixels would silently do
+    nothing, so train and eval refuse it before anything loads, naming frames.max_pixels."""
+    folder = tmp_path / "qwen3"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen3_vl"}))
+    if command == "train":
+        with pytest.raises(SystemExit) as e:
+            cli(["train", "recipe=demo/tiny_sft", f"out={tmp_path / 'run'}", f"model.path={folder}",
+                 f"data.root={tmp_path}", "model.max_pixels=200704"])
+        message = str(e.value)
+    else:
+        from egoadapt.eval.generate import EvalError
+        from egoadapt.eval.run import config, preflight
+
+        cfg = config(f"checkpoint={folder}", "data=synthetic", f"data.root={tmp_path}", f"out={tmp_path / 'eval'}",
+                     "qa=close", "model.max_pixels=200704")
+        with pytest.raises(EvalError) as e:
+            preflight(cfg)
+        message = str(e.value)
+    assert "model.max_pixels" in message and "frames.max_pixels" in message and "qwen3_vl" in message

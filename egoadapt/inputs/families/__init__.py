@@ -104,3 +104,15 @@ def check_family(path: str | None) -> str | None:
             raise
         log.warning("model family: %s; checked again when the processor loads", e)
         return None
+
+
+def check_pixel_limits(path: str | None, model_cfg: Any) -> None:
+    """Preflight: model.min_pixels / model.max_pixels set for a family whose video processor ignores them
+    (it budgets the whole clip) is a ModelConfigError naming the setting that works (frames.max_pixels)."""
+    from egoadapt.models.loading import ModelConfigError
+
+    name = check_family(path)
+    set_ = [k for k in ("min_pixels", "max_pixels") if model_cfg is not None and model_cfg.get(k) is not None]
+    if name and set_ and not FAMILIES[name].reads_pixel_limits:
+        raise ModelConfigError(f"model.{'/'.join(set_)}: {name}'s video processor budgets the whole clip and "
+                               f"ignores per-frame limits; cap each frame with frames.max_pixels instead")

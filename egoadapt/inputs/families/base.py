@@ -28,6 +28,9 @@ class VideoFamily:
     vision_keys: ClassVar[tuple[str, ...]]
     # parameter-name prefixes of the vision tower (model.freeze_vision, the tests' gradient checks)
     vision_prefixes: ClassVar[tuple[str, ...]] = ("model.visual.", "visual.")
+    # whether its video processor reads the per-frame model.min_pixels / model.max_pixels (Qwen2/2.5-VL's
+    # do; a processor that budgets the whole clip would ignore them, so setting them is refused in preflight)
+    reads_pixel_limits: ClassVar[bool] = True
     # the tokens only a processor may place (`vision_token_ids`)
     vision_special_tokens: ClassVar[tuple[str, ...]] = ()
     # whether the model takes precomputed clip features (`encoder_outputs`): GRPO's one tower pass per

@@ -36,6 +36,7 @@ class Qwen3_VL(Qwen2_5_VL):
     vision_keys = ("pixel_values_videos", "video_grid_thw", "video_ids")
     # one temporal step per frame group, each after its timestamp text: transformers' layout is Qwen's and vLLM's
     rope_model = None
+    reads_pixel_limits = False  # its video processor's size is a whole-clip budget
 
     def __init__(self, processor: Any):
         super().__init__(processor)

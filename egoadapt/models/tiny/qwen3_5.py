@@ -16,8 +16,9 @@ Qwen3.5's tokenizer class (its pre-tokenizer, a vocabulary trained here), the ch
 and larger ship (TRL's copy `qwen3_5_think`: the generation prompt opens `<think>\\n`) and the special
 tokens a video chat uses plus `<think>`/`</think>`.
 Only the processor's pixel budget is small: at most 16 merged tokens (128x128) per frame instead of
-768 (`max_video_tokens`), with the real video limits (4096 to 25165824 pixels per clip);
-`model.min_pixels` / `model.max_pixels` set another one at load time.
+768 (`max_video_tokens`), with the real video limits (4096 to 25165824 pixels per clip). Its video
+processor budgets the whole clip and reads no `model.min_pixels` / `model.max_pixels`: cap frames with
+`frames.max_pixels`.
 
 `egoadapt model tiny family=qwen3_5 size=micro|small out=DIR [seed=N]`
 """
