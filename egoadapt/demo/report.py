@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from egoadapt.data.schema import QA_NAMES, QA_TYPES
+
 CHANCE = 0.25
 BLIND_LIMIT = 0.35  # a blank-frame score whose interval lies above this: the text leaks the answer
 SOLVED = 0.99  # a task at or above this for every model: too easy to tell the methods apart
@@ -115,12 +117,12 @@ def qa_table(a: Artefacts, on: str = "target") -> list[str]:
     res = {m: a.results(m, on) for m in ("base", "sft", "grpo")}
     if not all(res.values()):
         return []
-    kinds = [q for q in ("close", "open") if cell(res["base"], qa=q)]
+    kinds = [q for q in QA_TYPES if cell(res["base"], qa=q)]
     if len(kinds) < 2:
         return []
     lines = ["| QA type | base | SFT | GRPO |", "|---|---|---|---|"]
     for q in kinds:
-        lines.append(f"| {q} | " + " | ".join(pct(cell(r, qa=q)) for r in res.values()) + " |")
+        lines.append(f"| {QA_NAMES[q]} | " + " | ".join(pct(cell(r, qa=q)) for r in res.values()) + " |")
     return lines
 
 
