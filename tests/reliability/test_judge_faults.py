@@ -101,7 +101,7 @@ def test_the_rollout_server_client_has_a_deadline_too(tmp_path):
 
     tok = SimpleNamespace(convert_tokens_to_ids=lambda t: 7, eos_token_id=2, unk_token_id=0)
     family = SimpleNamespace(stop_token_ids=lambda: [2], vision_token_ids=lambda: [7],  # what the engine asks of it
-                             mm_processor_kwargs=lambda: {})
+                             mm_processor_kwargs=lambda: {}, chat_template_kwargs={})
     with FaultServer("trickle_headers") as server:
         engine = VLLMServerEngine(SimpleNamespace(tokenizer=tok, processor=None, family=family),
                                   {"max_tokens": 4, "temperature": 0.0},
