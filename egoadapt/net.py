@@ -23,6 +23,22 @@ from typing import Any
 
 import httpx
 
+# vLLM's finish reasons for a generation the server gave up on (requests aborted when it shuts down or
+# cancels them, an engine error): a 200 whose partial text is no answer, and worth another try
+UNFINISHED = ("abort", "error")
+
+
+class UnfinishedCompletion(RuntimeError):
+    """A chat completion the server gave up on (`UNFINISHED`)."""
+
+
+def finished_choice(reply: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The first choice of an OpenAI-style chat completion; UnfinishedCompletion when the server gave it up."""
+    choice = reply["choices"][0]
+    if choice.get("finish_reason") in UNFINISHED:
+        raise UnfinishedCompletion(f"the server gave the generation up (finish_reason {choice['finish_reason']!r})")
+    return choice
+
 
 def transient(status: int) -> bool:
     """An HTTP status worth retrying: request timeout, conflict, rate limit, server error."""

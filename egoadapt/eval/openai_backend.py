@@ -135,7 +135,7 @@ class OpenAIBackend:
             self.counters[key] += n
 
     def _ask(self, body: dict[str, Any]) -> tuple[str, int, dict[str, Any]] | Failed:
-        from egoadapt.net import RetriesExhausted, request_with_retries
+        from egoadapt.net import RetriesExhausted, UnfinishedCompletion, finished_choice, request_with_retries
 
         if not self.breaker.allow():
             self._count("breaker_skips")
@@ -158,8 +158,10 @@ class OpenAIBackend:
             return self._failed(f"HTTP {r.status_code}: {r.content[:300].decode('utf-8', 'replace')}")
         try:
             reply = r.json()
-            choice = reply["choices"][0]
+            choice = finished_choice(reply)
             text = message_text(choice["message"].get("content"))
+        except UnfinishedCompletion as e:  # partial text: no prediction, a rerun asks again
+            return self._failed(str(e))
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
             return self._failed(f"malformed response ({type(e).__name__}): "
                                 f"{r.content[:300].decode('utf-8', 'replace')}")

@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from egoadapt.configs import CONF_DIR
-from egoadapt.net import DeadlineClient, backoff_delay, transient
+from egoadapt.net import DeadlineClient, UnfinishedCompletion, backoff_delay, finished_choice, transient
 from egoadapt.rewards.parse import first_json_object, first_python_dict
 
 log = logging.getLogger(__name__)
@@ -590,7 +590,9 @@ class Judge:
                 text = raw[:200].decode("utf-8", "replace")
                 if status == 200:
                     try:
-                        content = json.loads(raw)["choices"][0]["message"]["content"]
+                        content = finished_choice(json.loads(raw))["message"]["content"]
+                    except UnfinishedCompletion as e:  # its partial text is no verdict: ask again
+                        last = str(e)
                     except (ValueError, KeyError, IndexError, TypeError) as e:
                         last = f"malformed response body ({type(e).__name__}): {text!r}"
                     else:

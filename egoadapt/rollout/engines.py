@@ -282,7 +282,20 @@ class VLLMServerEngine(RolloutEngine):
         return self.video.family.served_video(self.video.clip(sid))
 
     def _one(self, messages, sid, expected_tokens: int | None = None):
+        """One rollout; a generation the server gave up on (stopping, or cancelled) is asked again."""
+        from egoadapt.net import UnfinishedCompletion
+
+        for attempt in range(self.retry["retries"] + 1):
+            try:
+                return self._attempt(messages, sid, expected_tokens)
+            except UnfinishedCompletion:
+                if attempt == self.retry["retries"]:
+                    raise
+                self._count("retries")
+
+    def _attempt(self, messages, sid, expected_tokens: int | None = None):
         from egoadapt.data.chat_media import chat_messages
+        from egoadapt.net import finished_choice
 
         chat = chat_messages(messages, [self._video_block(sid)])
         s = self.sampling
@@ -307,7 +320,7 @@ class VLLMServerEngine(RolloutEngine):
                                         f"{r.content[:500].decode('utf-8', 'replace')}", request=r.request, response=r)
         reply = r.json()
         self._check_prompt_tokens(sid, (reply.get("usage") or {}).get("prompt_tokens"), expected_tokens)
-        choice = reply["choices"][0]
+        choice = finished_choice(reply)  # a generation the server gave up on is no rollout (retried in _one)
         ids = choice.get("token_ids") or []
         lps = [t["logprob"] for t in (choice.get("logprobs") or {}).get("content") or []]
         ids = cut_at_eos(ids, self.eos_ids, self.banned)

@@ -425,3 +425,17 @@ def test_grpo_rewards_log_judge_failures_and_warn_without_stopping(caplog):
         assert len(call(acc, "up")) == n
         assert dict(metrics)["judge/failure_rate"] == 0.0
         assert any("judge recovered" in r.getMessage() for r in caplog.records)
+
+
+def test_a_generation_the_server_gave_up_on_is_asked_again_not_judged(caplog):
+    """A stopping vLLM server answers in-flight requests 200 with their partial text and finish_reason
+    "abort": that text is no verdict (it would count as unparsable, or worse, be cached): ask again."""
+    with StubJudgeServer(abort_first=2) as stub, make_judge(stub.base_url, concurrency=1, retries=2) as judge:
+        verdicts = judge.judge_many(requests(3))
+        assert [v.status for v in verdicts] == ["ok"] * 3
+        assert judge.counters["unparsable"] == 0 and judge.counters["retries"] == 2
+        assert stub.requests == 5
+    with StubJudgeServer(abort_first=10) as stub, make_judge(stub.base_url, concurrency=1, retries=1) as judge:
+        verdict, = judge.judge_many(requests(1))
+        assert verdict.status == "failed" and judge.counters["unparsable"] == 0 and stub.requests == 2
+    assert "finish_reason 'abort'" in caplog.text  # the warning says why

@@ -4,6 +4,8 @@ and the judge benchmark. Its behaviour is set by attributes and may change mid-r
     latency_s      seconds each request sleeps before answering
     mode           ok | garbage | http_500 | http_401_echo | bad_body | drop
     fail_first     answer HTTP 503 to this many requests first (retry tests)
+    abort_first    then answer this many with a partial reply the server gave up on (HTTP 200,
+                   finish_reason "abort": what a stopping vLLM server returns)
     mark_for       prompt -> mark (default: 5 if the prediction equals the reference, else 1)
 
 It counts requests, tracks the most requests in flight at once, and records the
@@ -26,11 +28,12 @@ def _default_mark(prompt: str) -> int:
 
 
 class StubJudgeServer:
-    def __init__(self, latency_s: float = 0.0, mode: str = "ok", fail_first: int = 0,
+    def __init__(self, latency_s: float = 0.0, mode: str = "ok", fail_first: int = 0, abort_first: int = 0,
                  mark_for: Callable[[str], int] = _default_mark):
         self.latency_s = latency_s
         self.mode = mode
         self.fail_first = fail_first
+        self.abort_first = abort_first
         self.mark_for = mark_for
         self.requests = 0
         self.in_flight = 0
@@ -112,8 +115,11 @@ class StubJudgeServer:
                         content = "reason onj t asss tim A B) -person deo cle B)"
                     else:
                         content = json.dumps({"mark": stub.mark_for(prompt), "reason": "stub verdict"})
+                    aborted = n <= stub.fail_first + stub.abort_first
+                    if aborted:
+                        content = content[:7]  # cut mid-generation, as a stopping server returns it
                     reply = {"id": f"stub-{n}", "object": "chat.completion", "model": body.get("model"),
-                             "choices": [{"index": 0, "finish_reason": "stop",
+                             "choices": [{"index": 0, "finish_reason": "abort" if aborted else "stop",
                                           "message": {"role": "assistant", "content": content}}]}
                     self._send(200, json.dumps(reply).encode())
                 except (BrokenPipeError, ConnectionResetError, OSError):
