@@ -101,6 +101,12 @@ def special_ids(tokenizer, tokens: Sequence[str]) -> dict[str, int]:
     return {t: tokenizer.convert_tokens_to_ids(t) for t in tokens}
 
 
+def qwen_vision_tokens(ids: dict[str, int]) -> dict[str, int]:
+    """A Qwen VL config's image, video and vision start/end token ids (`ids`: `special_ids` of Qwen's tokens)."""
+    return dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+
+
 def scaled_sections(real: Sequence[int], real_head_dim: int, head_dim: int) -> list[int]:
     """A real model's rotary sections (e.g. mRoPE's time/height/width) scaled to `head_dim` exactly."""
     scaled = [s * head_dim // real_head_dim for s in real]

@@ -25,6 +25,7 @@ from egoadapt.models.tiny.common import (
     TinySize,
     init_model,
     last_of_each_quarter,
+    qwen_vision_tokens,
     scaled_sections,
     special_ids,
     train_tokenizer,
@@ -97,8 +98,7 @@ def build_model(tokenizer, size: TinySize, seed: int):
             window_size=REAL["window_size"], fullatt_block_indexes=fullatt_blocks(size.vision_depth),
             tokens_per_second=REAL["tokens_per_second"], hidden_act="silu", initializer_range=INIT_STD,
         ),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        **qwen_vision_tokens(ids),
         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
         tie_word_embeddings=False,
     )

