@@ -13,14 +13,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from egoadapt.cli import main as cli
 from egoadapt.data.frames import Clip
 from egoadapt.inputs.families import FAMILIES, family_class, for_checkpoint
 from egoadapt.models.tiny import FAMILIES as FAMILIES_BUILT
 from tests.families.conftest import vllm_cpu, vllm_dtype
-from tests.train import helpers  # noqa: F401  registers the test_length reward (advantages never all zero)
+from tests.train.helpers import max_abs_change, weights  # importing it registers the test_length reward
 
 GRPO_SMALL = ("trainer.per_device_train_batch_size=4", "trainer.num_generations=4",
               "trainer.max_completion_length=8", "+reward.weights.test_length=1.0")
@@ -29,17 +28,9 @@ GRPO_SMALL = ("trainer.per_device_train_batch_size=4", "trainer.num_generations=
 def changes(family: str, before_dir, after_dir) -> tuple[float, float]:
     """(vision tower, language model) max |dW| between two checkpoints, by the family's tower prefixes."""
     prefixes = family_class(str(before_dir)).vision_prefixes
-    before, after = load_file(str(before_dir / "model.safetensors")), load_file(str(after_dir / "model.safetensors"))
-    assert set(before) == set(after)
-    vision = language = 0.0
-    for name, w in before.items():
-        d = (after[name].float() - w.float()).abs().max().item()
-        if name.startswith(prefixes):
-            vision = max(vision, d)
-        else:
-            language = max(language, d)
+    before = weights(before_dir)
     assert any(n.startswith(prefixes) for n in before), f"no parameter of {family}'s tower matches {prefixes}"
-    return vision, language
+    return max_abs_change(before, weights(after_dir), prefixes)
 
 
 def train(recipe, model, data, out, *overrides):

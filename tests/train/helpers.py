@@ -46,13 +46,13 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(Path(folder) / "model.safetensors"))
 
 
-def max_abs_change(before: dict, after: dict) -> tuple[float, float]:
-    """(vision tower, language model) max |dW| between two checkpoints."""
+def max_abs_change(before: dict, after: dict, vision_prefixes: tuple[str, ...] = VISION) -> tuple[float, float]:
+    """(vision tower, language model) max |dW| between two checkpoints; the tower by its parameter prefixes."""
     vision = language = 0.0
     assert set(before) == set(after)
     for name, w in before.items():
         d = (after[name].float() - w.float()).abs().max().item()
-        if name.startswith(VISION):
+        if name.startswith(vision_prefixes):
             vision = max(vision, d)
         else:
             language = max(language, d)
