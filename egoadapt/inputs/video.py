@@ -5,7 +5,8 @@ sample it gives the chat messages (with the clip's real sampling fps in the prom
 prompt token ids with the video placeholder expanded to the clip's real number of video
 tokens, and the cached vision tensors (compact: uint8 pixels, `egoadapt.inputs.encode`), the
 most recently used of them kept in RAM up to `ram_bytes`; `collate` stacks the vision
-tensors of any rows in the layout the model's forward expects (pixels normalised there).
+tensors of rows in the layout the model's forward expects (pixels normalised there), and
+`groups` says which rows can be stacked together (the family's `batch_key`).
 What is family-specific (placeholder expansion, token counts, forward inputs) is the
 checkpoint's `VideoFamily` (`egoadapt.inputs.families`).
 SFT, GRPO (generation and every log-prob pass) and evaluation all use it, so the model sees
@@ -144,8 +145,22 @@ class VideoInputs:
 
     # ------------------------------------------------------------------ batches
     def collate(self, sample_ids: Iterable[str]) -> dict[str, torch.Tensor]:
-        """The model's video inputs for these rows' clips (`VideoFamily.forward_inputs`)."""
+        """The model's video inputs for these rows' clips (`VideoFamily.forward_inputs`), which must share
+        one `batch_key` (`stackable`)."""
         return self.family.forward_inputs([self.vision(i) for i in sample_ids])
+
+    def groups(self, sample_ids: Sequence[str]) -> list[list[int]]:
+        """Positions in `sample_ids` grouped by `VideoFamily.batch_key`, groups and positions in first-seen
+        order: each group collates into one model call."""
+        groups: dict[Any, list[int]] = {}
+        for i, sample_id in enumerate(sample_ids):
+            groups.setdefault(self.family.batch_key(self.vision(sample_id)), []).append(i)
+        return list(groups.values())
+
+    def stackable(self, sample_ids: Sequence[str]) -> bool:
+        """Whether these rows' clips collate into one model call (else: the tower's outputs per clip,
+        `train.vision_dedupe.ClipFeatures`, or one `generate` per group)."""
+        return len(self.groups(sample_ids)) <= 1
 
     def token_inputs(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """The model's inputs derived from token ids (Qwen2.5-VL: `mm_token_type_ids`, without which it

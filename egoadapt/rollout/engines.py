@@ -75,17 +75,28 @@ class RolloutEngine:
 
 
 class HFEngine(RolloutEngine):
-    """transformers `generate` on the policy itself, video tensors included."""
+    """transformers `generate` on the policy itself, video tensors included: one `generate` per group of
+    requests whose clips stack into one model call (`VideoInputs.groups`; LLaVA-OneVision: one frame count),
+    completions back in request order."""
 
     name = "hf"
 
     def generate(self, requests, trainer):
         """`trainer`: the GRPO trainer (its model is unwrapped for generation), or a plain
         model (evaluation)."""
+        if any(r.prompt_ids is None for r in requests):
+            raise ValueError("HF generation needs each request's prompt_ids (VideoInputs.request(..., tokenize=True))")
+        completions: list[list[int]] = [[] for _ in requests]
+        with _generation_model(trainer) as model, torch.no_grad():
+            for group in self.video.groups([r.sample_id for r in requests]):
+                for i, ids in zip(group, self._generate_stackable(model, [requests[i] for i in group], trainer)):
+                    completions[i] = ids
+        return completions, None
+
+    def _generate_stackable(self, model, requests, trainer) -> list[list[int]]:
+        """Completion ids of requests whose clips collate into one call, left-padded into one batch."""
         pad = self.video.tokenizer.pad_token_id
         prompt_ids = [r.prompt_ids for r in requests]
-        if any(p is None for p in prompt_ids):
-            raise ValueError("HF generation needs each request's prompt_ids (VideoInputs.request(..., tokenize=True))")
         width = max(len(p) for p in prompt_ids)
         input_ids = torch.full((len(prompt_ids), width), pad, dtype=torch.long)
         attention = torch.zeros_like(input_ids)
@@ -103,10 +114,8 @@ class HFEngine(RolloutEngine):
                       eos_token_id=self.eos_ids, suppress_tokens=self.banned)
         if s["temperature"] > 0:
             kwargs.update(temperature=s["temperature"], top_p=s.get("top_p", 1.0), top_k=s.get("top_k") or 0)
-        with _generation_model(trainer) as model, torch.no_grad():
-            out = model.generate(**inputs, **kwargs)
-        completions = out[:, width:].cpu().tolist()
-        return [cut_at_eos(c, self.eos_ids, self.banned) for c in completions], None
+        out = model.generate(**inputs, **kwargs)
+        return [cut_at_eos(c, self.eos_ids, self.banned) for c in out[:, width:].cpu().tolist()]
 
 
 def _generation_model(trainer):

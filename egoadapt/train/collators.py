@@ -11,12 +11,18 @@ from egoadapt.data.frames import on_skip
 from egoadapt.inputs.qa import prompt_qa
 from egoadapt.inputs.video import VideoInputs
 
+# the batch key holding the rows' sample ids when their clips do not stack into one model call
+# (`VideoInputs.stackable`): `VideoSFTTrainer` turns them into the tower's outputs per clip
+CLIPS = "video_sample_ids"
+
 
 class VideoSFTCollator:
     """Tokenizes prompt + JSON answer with TRL's training chat template (its `{% generation %}`
     markers give the assistant mask), expands the video placeholder to the clip's real token
     count and attaches the cached vision tensors and the token-derived inputs (Qwen2.5-VL:
-    `mm_token_type_ids`, for 3-D mRoPE), all through the model family (`VideoInputs.family`)."""
+    `mm_token_type_ids`, for 3-D mRoPE), all through the model family (`VideoInputs.family`).
+    A batch whose clips do not stack (LLaVA-OneVision's different frame counts) carries its sample
+    ids under `CLIPS` instead of pixels: the tower runs in the trainer (`VideoSFTTrainer`)."""
 
     def __init__(self, video: VideoInputs, max_length: int | None = None):
         self.video = video
@@ -69,5 +75,9 @@ class VideoSFTCollator:
             attention[i, :len(ids)] = 1
         batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
                  **self.video.token_inputs(input_ids)}
-        batch.update(self.video.collate(r["sample_id"] for r in rows))
+        sample_ids = [r["sample_id"] for r in rows]
+        if self.video.stackable(sample_ids):
+            batch.update(self.video.collate(sample_ids))
+        else:
+            batch[CLIPS] = sample_ids
         return batch

@@ -10,7 +10,8 @@ GRPOTrainer (listed in docs/architecture.md) and copies none of its code. In sho
 - `_get_per_token_logps_and_entropies` runs each chunk of rows with that chunk's video
   (`video_grid_thw`, `second_per_grid_ts`, `mm_token_type_ids` for 3-D mRoPE, and the vision
   tower's output: one tower forward per clip, `egoadapt.train.vision_dedupe`, or with
-  `vision_dedupe=false` the `pixel_values_videos` of every row), through a thin wrapper around
+  `vision_dedupe=false` the `pixel_values_videos` of every row, unless the chunk's clips do not
+  stack into one call: LLaVA-OneVision's different frame counts), through a thin wrapper around
   the model, leaving TRL's loss code untouched;
 - the dataset's `prompt` is a text view (the chat messages with the video are rebuilt per
   row from `sample_id`), so completion logs and tables stay plain text;
@@ -47,17 +48,21 @@ log = logging.getLogger(__name__)
 
 class _WithVideo:
     """Calls the model with a chunk's video inputs added (what TRL passes stays as is): the tower's
-    output per clip from `features`, or (None) every row's pixels."""
+    output per clip from `features`, or (None) every row's pixels; a chunk whose clips do not stack
+    (`VideoInputs.stackable`) takes its own `ClipFeatures` then, in this pass's graph."""
 
     def __init__(self, model, video: VideoInputs, sample_ids: list[str], features: ClipFeatures | None):
         self.model, self.video, self.sample_ids, self.features = model, video, sample_ids, features
 
     def __call__(self, **kwargs):
         input_ids = kwargs["input_ids"]
-        if self.features is None:
+        features = self.features
+        if features is None and not self.video.stackable(self.sample_ids):
+            features = ClipFeatures(self.video, detached=False)
+        if features is None:
             kwargs.update({k: v.to(input_ids.device) for k, v in self.video.collate(self.sample_ids).items()})
         else:
-            kwargs.update(self.features.model_inputs(self.model, self.sample_ids, input_ids.device))
+            kwargs.update(features.model_inputs(self.model, self.sample_ids, input_ids.device))
         kwargs.update(self.video.token_inputs(input_ids))
         return self.model(**kwargs)
 

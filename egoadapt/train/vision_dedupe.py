@@ -19,6 +19,13 @@ changes, so one `ClipFeatures(detached=True)` per generation batch keeps each cl
 computed once under no_grad, for every pass on that batch's rows (old policy, reference,
 policy, each of num_iterations), and is freed with the batch. The reference tower is then the
 policy's: the same checkpoint, never updated (PEFT puts no adapter on a frozen tower).
+
+It is also how a batch whose clips cannot be stacked into one model call (the family's
+`batch_key`: LLaVA-OneVision's frame count) reaches the model in training: the tower runs
+once per group of stackable clips (`VideoInputs.groups`) and the rows get their clips' outputs
+through `encoder_outputs`, which takes any mix. SFT (`train.sft`) and GRPO's per-row path
+(`vision_dedupe=false`) take this way for such a batch only; a stackable one goes as pixels.
+(HF generation, below `train`, runs one `generate` per group instead: `rollout.engines`.)
 """
 from __future__ import annotations
 
@@ -50,6 +57,9 @@ class ClipFeatures:
     per pass, shared by its chunks)."""
 
     def __init__(self, video: VideoInputs, detached: bool):
+        if not video.family.precomputed_features:
+            raise ValueError(f"{type(video.family).__name__} takes no precomputed clip features, so its batch_key "
+                             "must stack every batch (one key for all clips)")
         self.video, self.detached = video, detached
         self._features: dict[str, torch.Tensor] = {}  # clip -> the tower's output for it
         self._per_clip: dict[str, dict[str, torch.Tensor]] = {}  # clip -> its other video inputs (grid, time step)
@@ -67,8 +77,11 @@ class ClipFeatures:
         return {**out, **self.video.family.encoder_outputs([self._features[c] for c in sample_ids])}
 
     def _encode(self, model, clips: list[str], device: torch.device) -> None:
-        if not clips:
-            return
+        """Run the tower on `clips`: one call per group of clips that stack (`VideoInputs.groups`)."""
+        for group in self.video.groups(clips):
+            self._encode_stackable(model, [clips[i] for i in group], device)
+
+    def _encode_stackable(self, model, clips: list[str], device: torch.device) -> None:
         vision = {k: v.to(device) for k, v in self.video.collate(clips).items()}
         with torch.no_grad() if self.detached else contextlib.nullcontext():
             features = self.video.family.video_features(unwrap(model), vision)

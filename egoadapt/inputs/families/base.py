@@ -9,7 +9,7 @@ matrix (`tests/families/`).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -107,8 +107,17 @@ class VideoFamily:
 
     # ------------------------------------------------------------------ model forward
     def forward_inputs(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        """The model's video keyword arguments for a batch of clips (`rows`: their cached entries)."""
+        """The model's video keyword arguments for a batch of clips (`rows`: their cached entries,
+        all of one `batch_key`)."""
         raise NotImplementedError
+
+    def batch_key(self, vision: Mapping[str, Any]) -> Hashable:
+        """Which clips can share one `forward_inputs` (`vision`: a clip's cached entry): clips of one key
+        collate into one model call. A batch of several keys (LLaVA-OneVision's clips of different frame
+        counts: one (B, T, C, H, W) tensor) reaches the model as the tower's outputs per clip instead
+        (`encoder_outputs`), the tower run once per key (`VideoInputs.groups`). The default, one key
+        for all: a model whose forward takes any mix of clips (Qwen's flattened patches)."""
+        return None
 
     def token_inputs(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """The model's keyword arguments derived from the token ids (what its position ids need)."""

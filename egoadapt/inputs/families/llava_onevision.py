@@ -4,9 +4,12 @@ appends one `image_newline` after the clip, so the placeholder becomes `frames *
 tokens whatever the clip's size. No temporal patch (odd frame counts need no padding), no mRoPE
 (1-D positions from the attention mask: nothing derived from the token ids), no timestamps.
 
-The model's forward takes a batch of videos as one (B, T, C, H, W) tensor, so a batch's clips
-must have one frame count (transformers' `get_video_features` views it as B*T frames, one newline
-per video); precomputed features (GRPO's vision dedupe) have no such limit.
+The model's forward takes a batch of videos as one (B, T, C, H, W) tensor (transformers'
+`get_video_features` views it as B*T frames, one newline per video), so only clips of one frame
+count stack (`batch_key`). A batch that mixes counts (EgoCross clips have 1 to 91 frames) reaches
+the model as precomputed features: the tower runs once per frame count and each row gets its own
+clip's tokens (`encoder_outputs`; `VideoInputs.groups`, `train.vision_dedupe.ClipFeatures`), and
+HF generation runs one `generate` per frame count.
 """
 from __future__ import annotations
 
@@ -72,11 +75,11 @@ class LlavaOnevision(VideoFamily):
 
     # ------------------------------------------------------------------ model forward
     def forward_inputs(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        frames = {int(r[PIXELS].shape[1]) for r in rows}
-        if len(frames) > 1:
-            raise ValueError(f"LLaVA-OneVision's forward takes one frame count per batch, got {sorted(frames)} "
-                             "(set frames.max_frames so clips share a count, or a batch size of 1)")
-        return {PIXELS: torch.cat([frame_pixels(r) for r in rows])}
+        return {PIXELS: torch.cat([frame_pixels(r) for r in rows])}  # one frame count (`batch_key`)
+
+    def batch_key(self, vision: Mapping[str, Any]) -> int:
+        """The frame count: clips stack into the model's (B, T, C, H, W) video tensor only with one T."""
+        return int(vision[PIXELS].shape[1])
 
     def token_inputs(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         return {}  # 1-D positions: the model derives them itself
@@ -89,7 +92,9 @@ class LlavaOnevision(VideoFamily):
         return list(model.get_video_features(vision[PIXELS], return_dict=True).pooler_output)
 
     def encoder_outputs(self, features: Sequence[Any]) -> dict[str, Any]:
-        """One (1, tokens, hidden) tensor: the model flattens the video outputs' first two axes."""
+        """One (1, tokens, hidden) tensor: the model flattens the video outputs' first two axes and fills the
+        batch's `<video>` tokens in row order, so the rows' clips (each `frames * frame_tokens + 1` tokens,
+        any mix of frame counts) follow each other as the rows do."""
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
         return {"mm_encoder_outputs": {"video": BaseModelOutputWithPooling(pooler_output=torch.cat(list(features))[None])}}
