@@ -152,6 +152,8 @@ class VideoInputs:
     def groups(self, sample_ids: Sequence[str]) -> list[list[int]]:
         """Positions in `sample_ids` grouped by `VideoFamily.batch_key`, groups and positions in first-seen
         order: each group collates into one model call."""
+        if type(self.family).batch_key is VideoFamily.batch_key:  # any mix stacks: read no clip for it
+            return [list(range(len(sample_ids)))] if sample_ids else []
         groups: dict[Any, list[int]] = {}
         for i, sample_id in enumerate(sample_ids):
             groups.setdefault(self.family.batch_key(self.vision(sample_id)), []).append(i)
